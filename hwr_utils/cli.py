@@ -1,0 +1,116 @@
+"""The ``hwr`` command line: ``hwr train | evaluate | predict``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from . import __version__
+from .data import DataNotFoundError, load_mnist, to_float
+from .metrics import classification_report, format_report
+from .predict import predict_files
+from .train import (
+    config_from_args,
+    fit,
+    get_args_parser,
+    load_checkpoint,
+    model_from_checkpoint,
+    pick_device,
+    predict_logits,
+)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    tic = time.perf_counter()
+    checkpoint = fit(config)
+    wall = time.perf_counter() - tic
+    test = checkpoint["metrics"]["test"]
+    print(
+        f"{config.model}: test accuracy {test['accuracy']:.4f} (loss {test['loss']:.4f}) after "
+        f"{checkpoint['epoch']} epochs; training took {checkpoint['train_seconds']:.0f} s "
+        f"({wall:.0f} s in all this run); saved {config.out}"
+    )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    checkpoint = load_checkpoint(args.checkpoint)
+    device = pick_device(args.device)
+    model = model_from_checkpoint(checkpoint).to(device)
+    _, test = load_mnist(args.data_dir)
+    norm = checkpoint["normalization"]
+    logits = predict_logits(model, to_float(test.images, norm["mean"], norm["std"]), device)
+    report = classification_report(test.labels, logits.argmax(1), checkpoint["class_names"])
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    checkpoint = load_checkpoint(args.checkpoint)
+    model = model_from_checkpoint(checkpoint)
+    results = predict_files(
+        model, args.images, checkpoint["normalization"], checkpoint["class_names"]
+    )
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for result in results:
+            if "error" in result:
+                print(f"{result['path']}: error: {result['error']}")
+            else:
+                others = ", ".join(
+                    f"{t['label']} {t['probability']:.3f}" for t in result["top3"][1:]
+                )
+                label, probability = result["label"], result["probability"]
+                print(f"{result['path']}: {label} ({probability:.3f}; then {others})")
+    return 1 if any("error" in r for r in results) else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hwr", description="Handwritten digit recognition.")
+    parser.add_argument("--version", action="version", version=f"hwr_utils {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser(
+        "train", parents=[get_args_parser(add_help=False)], help="train a model on MNIST"
+    )
+    train.set_defaults(run=cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a checkpoint on the MNIST test set")
+    evaluate.add_argument("--checkpoint", required=True)
+    evaluate.add_argument("--data-dir", default=None, help="folder holding MNIST/raw/")
+    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--json", action="store_true", help="print JSON")
+    evaluate.set_defaults(run=cmd_evaluate)
+
+    predict = commands.add_parser("predict", help="predict the digit in image files")
+    predict.add_argument("--checkpoint", required=True)
+    predict.add_argument("images", nargs="+", metavar="IMAGE")
+    predict.add_argument("--json", action="store_true", help="print a JSON list, one per image")
+    predict.set_defaults(run=cmd_predict)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (DataNotFoundError, FileNotFoundError, ValueError) as error:
+        # Errors the user can fix get one clear message, not a traceback.
+        print(f"hwr {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        hint = (
+            "; the last finished epoch is saved, continue with --resume"
+            if args.command == "train"
+            else ""
+        )
+        print(f"\nhwr {args.command}: interrupted{hint}", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

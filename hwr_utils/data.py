@@ -1,0 +1,226 @@
+"""MNIST, held in memory as tensors.
+
+Where the data comes from, in order: an explicit ``data_dir`` argument, the ``HWR_DATA``
+environment variable, ``./data``, and finally a download through torchvision. Each of those
+is a *root* folder laid out as torchvision lays it out: ``<root>/MNIST/raw/<idx files>``.
+Every file is MD5-checked before it is read, so a truncated or corrupted download is
+reported instead of silently trained on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torchvision.datasets.mnist import read_image_file, read_label_file
+
+# MNIST's own normalization, computed from the 60,000 training images (the book recomputes it).
+MNIST_MEAN = 0.1307
+MNIST_STD = 0.3081
+CLASS_NAMES = tuple(str(d) for d in range(10))
+
+# Checksums of the four uncompressed IDX files of the official release.
+MNIST_MD5 = {
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
+
+
+class DataNotFoundError(FileNotFoundError):
+    """MNIST is in none of the places we look, and could not be downloaded."""
+
+
+class ChecksumError(ValueError):
+    """A data file is present but its contents are not the official ones."""
+
+
+def raw_dir(root: str | os.PathLike) -> Path:
+    """Return the folder that holds the IDX files for a torchvision-style ``root``."""
+    return Path(root) / "MNIST" / "raw"
+
+
+def _has_all_files(root: Path) -> bool:
+    return all((raw_dir(root) / name).is_file() for name in MNIST_MD5)
+
+
+def candidate_roots(data_dir: str | os.PathLike | None = None) -> list[tuple[str, Path]]:
+    """The places searched for MNIST, in order, each with a label saying where it came from."""
+    places: list[tuple[str, Path]] = []
+    if data_dir is not None:
+        places.append(("argument", Path(data_dir)))
+    if os.environ.get("HWR_DATA"):
+        places.append(("$HWR_DATA", Path(os.environ["HWR_DATA"])))
+    places.append(("./data", Path("data")))
+    return places
+
+
+def md5sum(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """MD5 hex digest of a file, read in chunks."""
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_checksums(root: str | os.PathLike) -> None:
+    """Raise :class:`ChecksumError` naming every MNIST file under ``root`` that is not official."""
+    bad = []
+    for name, expected in MNIST_MD5.items():
+        path = raw_dir(root) / name
+        actual = md5sum(path)
+        if actual != expected:
+            bad.append(f"{path} (md5 {actual}, expected {expected})")
+    if bad:
+        raise ChecksumError(
+            "MNIST file(s) are corrupted or not the official release: "
+            + "; ".join(bad)
+            + ". Delete them and copy or download them again."
+        )
+
+
+def _download(root: Path) -> None:
+    """Download MNIST with torchvision into ``root`` (raises if offline)."""
+    from torchvision.datasets import MNIST
+
+    for train in (True, False):
+        MNIST(root=str(root), train=train, download=True)
+
+
+def find_mnist(data_dir: str | os.PathLike | None = None, download: bool = True) -> Path:
+    """Return the root folder holding MNIST, downloading it into ``./data`` if needed.
+
+    Raises :class:`DataNotFoundError` with the places searched when the data is nowhere
+    and the download is disabled or fails (no internet).
+    """
+    places = candidate_roots(data_dir)
+    for _, root in places:
+        if _has_all_files(root):
+            return root
+    looked = "\n".join(f"  - {raw_dir(root)}  (from {label})" for label, root in places)
+    if download:
+        target = Path("data")
+        try:
+            _download(target)
+        except Exception as error:  # torchvision raises several kinds when offline
+            reason = f"The download through torchvision failed: {error}"
+        else:
+            if _has_all_files(target):
+                return target
+            reason = "The download through torchvision did not produce the files."
+    else:
+        reason = "Downloading was disabled."
+    raise DataNotFoundError(
+        "MNIST was not found. Looked for the four IDX files "
+        f"({', '.join(MNIST_MD5)}) in:\n{looked}\n{reason}\n"
+        "Fix: put the uncompressed files in <DIR>/MNIST/raw/ and pass --data-dir <DIR> "
+        "or set HWR_DATA=<DIR>."
+    )
+
+
+@dataclass
+class MNISTSplit:
+    """One split of MNIST: ``images`` uint8 of shape (N, 28, 28), ``labels`` int64 of shape (N,)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def load_mnist(
+    data_dir: str | os.PathLike | None = None, download: bool = True, verify: bool = True
+) -> tuple[MNISTSplit, MNISTSplit]:
+    """Load MNIST's training (60,000) and test (10,000) sets as uint8 tensors in memory."""
+    root = find_mnist(data_dir, download=download)
+    if verify:
+        verify_checksums(root)
+    folder = raw_dir(root)
+    train = MNISTSplit(
+        read_image_file(str(folder / "train-images-idx3-ubyte")),
+        read_label_file(str(folder / "train-labels-idx1-ubyte")),
+    )
+    test = MNISTSplit(
+        read_image_file(str(folder / "t10k-images-idx3-ubyte")),
+        read_label_file(str(folder / "t10k-labels-idx1-ubyte")),
+    )
+    return train, test
+
+
+def train_val_split(
+    split: MNISTSplit, val_size: int = 5000, seed: int = 0
+) -> tuple[MNISTSplit, MNISTSplit]:
+    """Split off ``val_size`` examples for validation with a fixed, seeded permutation.
+
+    The permutation depends only on ``seed`` and ``len(split)``, never on the global RNG,
+    so every run, chapter and CLI call sees the same validation set.
+    """
+    if not 0 <= val_size < len(split):
+        raise ValueError(f"val_size must be in [0, {len(split)}), got {val_size}")
+    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))
+    val_idx, train_idx = order[:val_size], order[val_size:]
+    return (
+        MNISTSplit(split.images[train_idx], split.labels[train_idx]),
+        MNISTSplit(split.images[val_idx], split.labels[val_idx]),
+    )
+
+
+def to_float(
+    images: torch.Tensor, mean: float = MNIST_MEAN, std: float = MNIST_STD
+) -> torch.Tensor:
+    """uint8 images (N, 28, 28) -> normalized float32 tensor (N, 1, 28, 28)."""
+    return ((images.float() / 255.0 - mean) / std).unsqueeze(1)
+
+
+class TensorBatches:
+    """Mini-batches served straight from in-memory tensors (no per-sample PIL round trip).
+
+    ``images`` are already normalized float tensors (N, 1, 28, 28). With ``shuffle`` the order
+    is drawn from a private generator seeded by ``seed + epoch``, so epoch *k* always sees the
+    same batches: this is what lets ``--resume`` reproduce an uninterrupted run exactly.
+    ``augment`` (a function of a batch) is applied to each batch, e.g.
+    :func:`hwr_utils.augment.random_affine`.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        augment=None,
+        drop_last: bool = False,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.images, self.labels = images, labels
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.augment, self.drop_last = augment, drop_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose which epoch's shuffle the next iteration uses."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        n = len(self.labels)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        n = len(self.labels)
+        order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
+        for i in range(len(self)):
+            idx = order[i * self.batch_size : (i + 1) * self.batch_size]
+            x, y = self.images[idx], self.labels[idx]
+            if self.augment is not None:
+                x = self.augment(x)
+            yield x, y

@@ -1,0 +1,49 @@
+"""Predicting digits in image files with a trained checkpoint."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from .preprocess import ImageError, load_image, preprocess_photo
+
+
+def photo_to_tensor(image28: torch.Tensor | object, mean: float, std: float) -> torch.Tensor:
+    """A 28x28 uint8 MNIST-style image -> normalized float tensor (1, 1, 28, 28)."""
+    pixels = torch.as_tensor(image28, dtype=torch.float32) / 255.0
+    return ((pixels - mean) / std).reshape(1, 1, *pixels.shape[-2:])
+
+
+@torch.no_grad()
+def predict_files(
+    model: nn.Module,
+    paths: list[str | os.PathLike],
+    normalization: dict[str, float],
+    class_names: list[str],
+    top: int = 3,
+) -> list[dict[str, Any]]:
+    """Predict each file independently; a bad file yields ``{"path", "error"}`` and the rest go on.
+
+    Each good file yields ``{"path", "label", "probability", "top3"}``, where ``top3`` lists the
+    ``top`` most likely classes as ``{"label", "probability"}`` pairs. Results keep input order.
+    """
+    model.eval()
+    results: list[dict[str, Any]] = []
+    for path in paths:
+        try:
+            digit = preprocess_photo(load_image(path))
+        except ImageError as error:
+            results.append({"path": str(path), "error": str(error)})
+            continue
+        x = photo_to_tensor(digit, normalization["mean"], normalization["std"])
+        probabilities = torch.softmax(model(x).float(), dim=1)[0]
+        values, indices = probabilities.topk(min(top, len(class_names)))
+        ranked = [
+            {"label": class_names[i], "probability": round(float(v), 6)}
+            for v, i in zip(values, indices, strict=True)
+        ]
+        results.append({"path": str(path), **ranked[0], "top3": ranked})
+    return results

@@ -1,0 +1,196 @@
+"""From a photo of one handwritten digit to a 28x28 image that looks like MNIST.
+
+MNIST's conventions (LeCun et al.): white ink on black, the digit scaled so that its longer
+side fits a 20x20 box with its aspect ratio kept, then placed in a 28x28 field so that its
+centre of mass is the centre of the field. A photo is none of that: any size, colour, dark ink
+on light paper, uneven light, specks. :func:`preprocess_photo` bridges the two with OpenCV.
+
+Files are decoded by Pillow, which refuses truncated files and decompression bombs and knows
+phone photos' EXIF orientation; the image work itself is OpenCV.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps
+
+MAX_FILE_BYTES = 100 * 2**20  # 100 MiB
+MAX_PIXELS = 100_000_000  # 100 megapixels: larger than any phone photo
+WORK_SIZE = 512  # photos are shrunk so their longer side is at most this before any work
+BOX = 20  # MNIST: the digit's longer side fits a 20x20 box ...
+FIELD = 28  # ... centred by mass in a 28x28 field
+
+
+class ImageError(ValueError):
+    """An input that is not a usable photo of a digit; the message is one line for the user."""
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file safely into a uint8 array: (H, W), (H, W, 3) RGB or (H, W, 4) RGBA.
+
+    Raises :class:`ImageError` for a missing file, a directory, an empty or truncated file,
+    something that is not an image, or absurd dimensions (checked from the header, before any
+    pixel is decoded, so a 100,000 x 100,000 "image" costs no memory).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ImageError(f"{path} is a directory, not an image")
+    if not path.is_file():
+        raise ImageError(f"{path} does not exist")
+    size = path.stat().st_size
+    if size == 0:
+        raise ImageError(f"{path} is empty")
+    if size > MAX_FILE_BYTES:
+        raise ImageError(
+            f"{path} is {size / 2**20:.0f} MiB; the limit is {MAX_FILE_BYTES >> 20} MiB"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                if width * height > MAX_PIXELS:
+                    raise ImageError(
+                        f"{path} is {width}x{height} pixels; the limit is {MAX_PIXELS:,} pixels"
+                    )
+                # Shrink while decoding where the format allows it (JPEG): big photos stay cheap.
+                image.draft(image.mode, (WORK_SIZE, WORK_SIZE))
+                image = ImageOps.exif_transpose(image)
+                image.load()
+                return _to_uint8_array(image)
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"{path} has absurd dimensions (a decompression bomb?)") from None
+    except Image.UnidentifiedImageError:
+        raise ImageError(f"{path} is not an image file Pillow can read") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageError(f"{path} could not be decoded: {error}") from None
+
+
+def _to_uint8_array(image: Image.Image) -> np.ndarray:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        return np.clip(array / max(array.max(), 1.0) * 255.0, 0, 255).astype(np.uint8)
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        return np.asarray(image.convert("RGBA"))
+    if image.mode in ("L", "1"):
+        return np.asarray(image.convert("L"))
+    return np.asarray(image.convert("RGB"))
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """Grayscale uint8 from (H, W), (H, W, 3) or (H, W, 4); transparency is flattened onto a
+    background that contrasts with the ink, so both black-on-transparent and
+    white-on-transparent drawings survive."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        if np.issubdtype(image.dtype, np.floating):
+            image = np.clip(image * (255.0 if image.max() <= 1.0 else 1.0), 0, 255)
+        else:
+            image = image.astype(np.float64) * 255.0 / max(float(image.max()), 1.0)
+        image = image.astype(np.uint8)
+    if image.ndim == 2:
+        return image
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise ImageError(f"expected a gray, RGB or RGBA image, got an array of shape {image.shape}")
+    gray = cv2.cvtColor(np.ascontiguousarray(image[..., :3]), cv2.COLOR_RGB2GRAY)
+    if image.shape[2] == 3:
+        return gray
+    alpha = image[..., 3].astype(np.float32) / 255.0
+    if alpha.min() > 0.99:
+        return gray
+    opaque = alpha > 0.5
+    ink_is_dark = opaque.any() and gray[opaque].mean() < 128
+    background = 255.0 if ink_is_dark else 0.0
+    return (gray * alpha + background * (1.0 - alpha)).astype(np.uint8)
+
+
+def _shrink(gray: np.ndarray, longest: int) -> np.ndarray:
+    height, width = gray.shape
+    scale = longest / max(height, width)
+    if scale >= 1:
+        return gray
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA)  # AREA: no aliasing when shrinking
+
+
+def ink_mask(ink: np.ndarray) -> np.ndarray:
+    """Binary mask of the ink in a white-on-black image: Otsu's threshold, then small specks
+    (components under 5% of the largest one's area) removed."""
+    _, mask = cv2.threshold(ink, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if count <= 1:
+        return np.zeros_like(mask)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = 1 + np.flatnonzero(areas >= 0.05 * areas.max())
+    return np.where(np.isin(labels, keep), 255, 0).astype(np.uint8)
+
+
+def fit_in_box(ink: np.ndarray, box: int = BOX) -> np.ndarray:
+    """Scale a cropped digit so its longer side is ``box`` pixels, keeping the aspect ratio."""
+    height, width = ink.shape
+    scale = box / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    return np.clip(cv2.resize(ink.astype(np.float32), size, interpolation=interpolation), 0, 255)
+
+
+def center_by_mass(digit: np.ndarray, field: int = FIELD) -> np.ndarray:
+    """Place ``digit`` in a ``field`` x ``field`` image with its centre of mass at the centre."""
+    moments = cv2.moments(digit.astype(np.float32))
+    height, width = digit.shape
+    if moments["m00"] > 0:
+        cx, cy = moments["m10"] / moments["m00"], moments["m01"] / moments["m00"]
+    else:
+        cx, cy = (width - 1) / 2, (height - 1) / 2
+    shift = np.float32([[1, 0, (field - 1) / 2 - cx], [0, 1, (field - 1) / 2 - cy]])
+    return cv2.warpAffine(digit.astype(np.float32), shift, (field, field), flags=cv2.INTER_LINEAR)
+
+
+def preprocess_photo(image: np.ndarray, return_steps: bool = False):
+    """Turn a photo of one handwritten digit into a 28x28 uint8 MNIST-style image.
+
+    ``image``: (H, W) gray, (H, W, 3) RGB or (H, W, 4) RGBA, any size, dark ink on light paper
+    or light on dark. Steps: grayscale -> shrink -> make the ink bright (invert when the border,
+    i.e. the paper, is bright) -> blur and threshold (Otsu) -> drop specks -> crop to the ink ->
+    fit in a 20x20 box keeping the aspect ratio -> centre by mass in 28x28.
+
+    With ``return_steps`` also returns a dict of the intermediate images, for the book's figures.
+    Raises :class:`ImageError` when there is no ink to find (a blank page).
+    """
+    steps: dict[str, np.ndarray] = {}
+    gray = _shrink(to_gray(image), WORK_SIZE)
+    steps["gray"] = gray
+    # The paper is what touches the border; ink should end up bright, as in MNIST.
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    ink = 255 - gray if np.median(border) > 127 else gray.copy()
+    steps["ink_bright"] = ink
+    # Subtract the paper's level so that shadows and grey paper read as zero ink.
+    kernel = max(3, (max(ink.shape) // 100) | 1)
+    smooth = cv2.GaussianBlur(ink, (kernel, kernel), 0)
+    background = float(np.median(smooth))
+    if float(smooth.max()) - background < 40:
+        raise ImageError("no ink found: the image looks blank")
+    mask = ink_mask(smooth)
+    steps["mask"] = mask
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        raise ImageError("no ink found: the image looks blank")
+    top, bottom, left, right = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    level = np.clip(ink.astype(np.float32) - background, 0, None)
+    # Keep only ink near the kept strokes (a few pixels of margin keep the anti-aliased edge).
+    near = cv2.dilate(mask, np.ones((kernel, kernel), np.uint8)) > 0
+    level = np.where(near, level, 0)[top:bottom, left:right]
+    level = level * (255.0 / max(float(level.max()), 1.0))
+    steps["cropped"] = level.astype(np.uint8)
+    boxed = fit_in_box(level)
+    steps["boxed"] = boxed.astype(np.uint8)
+    result = np.clip(center_by_mass(boxed), 0, 255).astype(np.uint8)
+    steps["result"] = result
+    return (result, steps) if return_steps else result

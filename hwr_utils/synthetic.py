@@ -1,0 +1,59 @@
+"""Photo-like images of handwritten digits, made from MNIST digits, for tests and the book.
+
+There is no internet here to fetch real photos, so we make them: an MNIST digit is enlarged,
+drawn as dark ink on light, unevenly lit paper, rotated a little, moved off-centre and given
+sensor noise. Because we know which digit went in, we can check what comes out.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def make_photo(
+    digit: np.ndarray,
+    size: tuple[int, int] = (480, 640),
+    digit_height: int = 260,
+    angle: float = 0.0,
+    offset: tuple[float, float] = (0.0, 0.0),
+    dark_ink: bool = True,
+    noise: float = 6.0,
+    color: bool = True,
+    alpha: bool = False,
+    seed: int = 0,
+) -> np.ndarray:
+    """Render a 28x28 uint8 MNIST ``digit`` (white on black) as a photo of ink on paper.
+
+    ``size`` is (height, width); ``offset`` moves the digit by that fraction of the image size;
+    ``angle`` rotates it (degrees, counter-clockwise). Returns uint8 (H, W), (H, W, 3) RGB or,
+    with ``alpha``, (H, W, 4) RGBA whose background is transparent.
+    """
+    rng = np.random.default_rng(seed)
+    height, width = size
+    scale = digit_height / 28.0
+    centre = (width / 2 + offset[1] * width, height / 2 + offset[0] * height)
+    # One affine map: scale the 28x28 digit, rotate it about its centre, move it into place.
+    matrix = cv2.getRotationMatrix2D((13.5, 13.5), angle, scale)
+    matrix[:, 2] += np.array(centre) - np.array([13.5, 13.5])
+    ink = cv2.warpAffine(
+        digit.astype(np.float32) / 255.0, matrix, (width, height), flags=cv2.INTER_CUBIC
+    )
+    ink = np.clip(ink, 0.0, 1.0)
+    if alpha:
+        # Ink drawn in an app: colour everywhere, the shape only in the alpha channel.
+        rgba = np.zeros((height, width, 4), np.uint8)
+        rgba[..., :3] = 20 if dark_ink else 235
+        rgba[..., 3] = np.round(ink * 255).astype(np.uint8)
+        return rgba
+    # Paper lit from one side: a gentle gradient across the page.
+    ramp = np.linspace(0.0, 1.0, width)[None, :] * np.ones((height, 1))
+    paper = 200.0 + 40.0 * ramp if dark_ink else 40.0 + 20.0 * ramp
+    ink_level = 35.0 if dark_ink else 230.0
+    gray = paper * (1 - ink) + ink_level * ink
+    gray = gray + rng.normal(0.0, noise, size=gray.shape)
+    gray = np.clip(gray, 0, 255).astype(np.uint8)
+    if not color:
+        return gray
+    tint = np.array([1.0, 0.97, 0.9])  # warm light on paper
+    return np.clip(gray[..., None] * tint, 0, 255).astype(np.uint8)

@@ -1,0 +1,362 @@
+"""Training engine: ``train_one_epoch``, ``evaluate`` and ``fit``, in the manner of torchvision's
+classification reference, plus checkpoints that carry everything ``predict`` needs.
+
+A run is described by a :class:`TrainConfig`; :func:`get_args_parser` turns the same fields into
+command-line options, so the CLI and the notebooks configure training the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+import random
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import __version__
+from .augment import random_affine
+from .data import (
+    CLASS_NAMES,
+    MNIST_MEAN,
+    MNIST_STD,
+    TensorBatches,
+    load_mnist,
+    to_float,
+    train_val_split,
+)
+from .models import build_model
+
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run. Defaults are the book's ``hwrnet`` recipe."""
+
+    model: str = "hwrnet"
+    epochs: int = 12
+    batch_size: int = 128
+    lr: float = 0.01  # peak learning rate of the one-cycle schedule
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.1
+    augment: bool = True
+    val_size: int = 5000
+    train_limit: int | None = None  # use only the first N training images (smoke runs, tests)
+    seed: int = 0
+    device: str = "auto"
+    compile: bool = False
+    data_dir: str | None = None
+    out: str = "checkpoints/hwrnet.pt"
+    resume: bool = False
+    progress: bool = True
+    model_config: dict[str, Any] = field(default_factory=dict)
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    """Command-line options for :class:`TrainConfig` (shared by ``hwr train`` and notebooks)."""
+    defaults = TrainConfig()
+    parser = argparse.ArgumentParser(
+        description="Train a handwritten-digit classifier on MNIST.", add_help=add_help
+    )
+    parser.add_argument(
+        "--model", default=defaults.model, choices=["article", "article2", "hwrnet"]
+    )
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate")
+    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    parser.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing)
+    parser.add_argument(
+        "--no-augment", dest="augment", action="store_false", help="train without augmentation"
+    )
+    parser.add_argument("--val-size", type=int, default=defaults.val_size)
+    parser.add_argument("--train-limit", type=int, default=None, help="use the first N images")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--device", default=defaults.device, help="auto, cpu, cuda, cuda:1, mps")
+    parser.add_argument("--compile", action="store_true", help="use torch.compile")
+    parser.add_argument("--data-dir", default=None, help="folder holding MNIST/raw/")
+    parser.add_argument("--out", default=None, help="checkpoint path (default checkpoints/NAME.pt)")
+    parser.add_argument("--resume", action="store_true", help="continue from --out")
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Build a :class:`TrainConfig` from parsed :func:`get_args_parser` arguments."""
+    values = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(TrainConfig)
+        if hasattr(args, f.name)
+    }
+    if values.get("out") is None:
+        values["out"] = f"checkpoints/{values['model']}.pt"
+    return TrainConfig(**values)
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch (CPU and all GPUs)."""
+    random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 -- seeds the legacy global RNG that user code may use
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` means CUDA if present, else Apple's MPS, else the CPU."""
+    if name != "auto":
+        device = torch.device(name)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("--device cuda was asked for, but CUDA is not available here")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def maybe_compile(model: nn.Module, example: torch.Tensor) -> nn.Module:
+    """``torch.compile`` the model; fall back to eager, with a warning, if compiling fails."""
+    try:
+        compiled = torch.compile(model)
+        compiled(example)  # compilation is lazy: force it now so failures surface here
+        return compiled
+    except Exception as error:  # the failure modes of inductor are many (no compiler, ...)
+        warnings.warn(f"torch.compile failed, training eagerly instead: {error}", stacklevel=2)
+        return model
+
+
+def train_one_epoch(
+    model: nn.Module,
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: TensorBatches,
+    device: torch.device,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    progress: bool = True,
+    description: str = "train",
+) -> dict[str, float]:
+    """One pass over ``batches``; returns the mean training loss and accuracy."""
+    model.train()
+    total_loss, correct, seen = 0.0, 0, 0
+    bar = tqdm(batches, desc=description, leave=False, disable=not progress)
+    for images, labels in bar:
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        logits = model(images)
+        loss = criterion(logits, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        # .item() syncs with the device; once per batch is cheap next to the step itself.
+        batch_loss = loss.item()
+        total_loss += batch_loss * len(labels)
+        correct += (logits.argmax(1) == labels).sum().item()
+        seen += len(labels)
+        bar.set_postfix(loss=f"{batch_loss:.3f}")
+    return {"loss": total_loss / seen, "accuracy": correct / seen}
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 1000
+) -> torch.Tensor:
+    """Logits for normalized ``images`` (N, 1, 28, 28), computed in eval mode, on the CPU."""
+    model.eval()
+    outputs = [
+        model(images[i : i + batch_size].to(device)).float().cpu()
+        for i in range(0, len(images), batch_size)
+    ]
+    return torch.cat(outputs) if outputs else torch.empty(0, 10)
+
+
+def evaluate(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device
+) -> dict[str, float]:
+    """Mean cross-entropy loss and accuracy of ``model`` on normalized ``images``."""
+    logits = predict_logits(model, images, device)
+    return {
+        "loss": F.cross_entropy(logits, labels).item(),
+        "accuracy": (logits.argmax(1) == labels).float().mean().item(),
+    }
+
+
+def save_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike) -> None:
+    """Write ``checkpoint`` atomically: to a temporary file in the same folder, then rename.
+
+    A run killed mid-write leaves the previous checkpoint intact, never a truncated one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save(checkpoint, file)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint safely (``weights_only=True``: tensors and plain Python values only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:
+        raise ValueError(f"{path} is not a readable hwr checkpoint: {error}") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not an hwr checkpoint (format {CHECKPOINT_FORMAT})")
+    return checkpoint
+
+
+def model_from_checkpoint(checkpoint: dict) -> nn.Module:
+    """Rebuild the model a checkpoint describes and load its weights, in eval mode."""
+    model = build_model(checkpoint["model"], **checkpoint["model_config"])
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval()
+
+
+def _make_optimizer(model: nn.Module, config: TrainConfig, steps_per_epoch: int):
+    # Weight decay on convolution and linear weights only, not on biases or batch-norm scales.
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    optimizer = torch.optim.SGD(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay}],
+        lr=config.lr,
+        momentum=0.9,
+        nesterov=True,
+    )
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, epochs=config.epochs, steps_per_epoch=steps_per_epoch
+    )
+    return optimizer, scheduler
+
+
+def fit(config: TrainConfig) -> dict[str, Any]:
+    """Train, validating after every epoch, then test once; return the final checkpoint dict.
+
+    After each epoch the whole training state (weights, optimizer, schedule, RNG, history) is
+    saved atomically to ``config.out``. With ``config.resume`` a run restarts from that file
+    and finishes with exactly the numbers an uninterrupted run with the same seed gives.
+    """
+    if config.epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {config.epochs}")
+    set_seed(config.seed)
+    device = pick_device(config.device)
+    train_full, test = load_mnist(config.data_dir)
+    train, val = train_val_split(train_full, config.val_size, seed=config.seed)
+    if config.train_limit is not None:
+        train = type(train)(train.images[: config.train_limit], train.labels[: config.train_limit])
+    train_x, val_x, test_x = (to_float(s.images) for s in (train, val, test))
+
+    augment = random_affine if config.augment else None
+    batches = TensorBatches(
+        train_x,
+        train.labels,
+        config.batch_size,
+        shuffle=True,
+        seed=config.seed,
+        augment=augment,
+        drop_last=len(train) >= config.batch_size,
+    )
+    model = build_model(config.model, **config.model_config).to(device)
+    if getattr(model, "channels_last", False):
+        # NHWC lets oneDNN pick faster convolution kernels on CPU (about 1.5x for hwrnet).
+        model = model.to(memory_format=torch.channels_last)
+    optimizer, scheduler = _make_optimizer(model, config, len(batches))
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+
+    history: list[dict[str, float]] = []
+    start_epoch, elapsed = 0, 0.0
+    if config.resume and Path(config.out).is_file():
+        state = load_checkpoint(config.out, map_location=device)
+        if state["train_config"] != _config_fingerprint(config):
+            raise ValueError(
+                f"{config.out} was written by a run with other settings; "
+                "resume with the same options or choose another --out"
+            )
+        model.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng_state"])
+        history, start_epoch, elapsed = state["history"], state["epoch"], state["train_seconds"]
+        print(f"Resuming {config.out} after epoch {start_epoch}/{config.epochs}")
+
+    run_model = maybe_compile(model, train_x[:2].to(device)) if config.compile else model
+    if start_epoch >= config.epochs:
+        checkpoint = state
+    for epoch in range(start_epoch, config.epochs):
+        batches.set_epoch(epoch)
+        tic = time.perf_counter()
+        train_stats = train_one_epoch(
+            run_model,
+            criterion,
+            optimizer,
+            batches,
+            device,
+            scheduler,
+            progress=config.progress,
+            description=f"epoch {epoch + 1}/{config.epochs}",
+        )
+        elapsed += time.perf_counter() - tic
+        val_stats = evaluate(model, val_x, val.labels, device) if len(val) else {}
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": train_stats["loss"],
+            "train_accuracy": train_stats["accuracy"],
+            **{f"val_{k}": v for k, v in val_stats.items()},
+            "seconds": elapsed,
+        }
+        history.append(row)
+        if config.progress:
+            print(
+                f"epoch {epoch + 1:>2}/{config.epochs}  loss {row['train_loss']:.4f}  "
+                f"val acc {row.get('val_accuracy', math.nan):.4f}  ({elapsed:.0f} s)"
+            )
+        checkpoint = _checkpoint(model, config, optimizer, scheduler, history, epoch + 1, elapsed)
+        if epoch + 1 == config.epochs:
+            checkpoint["metrics"] = {"test": evaluate(model, test_x, test.labels, device)}
+        save_checkpoint(checkpoint, config.out)
+    return checkpoint
+
+
+def _config_fingerprint(config: TrainConfig) -> dict[str, Any]:
+    # The options that change the numbers; progress bars, paths and devices do not.
+    ignore = {"resume", "progress", "out", "data_dir", "device", "compile"}
+    return {k: v for k, v in dataclasses.asdict(config).items() if k not in ignore}
+
+
+def _checkpoint(model, config, optimizer, scheduler, history, epoch, elapsed) -> dict[str, Any]:
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "model": config.model,
+        "model_config": dict(config.model_config),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "normalization": {"mean": MNIST_MEAN, "std": MNIST_STD},
+        "input_size": 28,
+        "class_names": list(CLASS_NAMES),
+        "train_config": _config_fingerprint(config),
+        "history": history,
+        "epoch": epoch,
+        "train_seconds": elapsed,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng_state": torch.get_rng_state(),
+        "metrics": {},
+        "versions": {"hwr_utils": __version__, "torch": str(torch.__version__)},
+    }
