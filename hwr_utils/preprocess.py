@@ -66,7 +66,9 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"{path} has absurd dimensions (a decompression bomb?)") from None
+        raise ImageError(
+            f"{path} has absurd dimensions: over the limit of {MAX_PIXELS:,} pixels"
+        ) from None
     except Image.UnidentifiedImageError:
         raise ImageError(f"{path} is not an image file Pillow can read") from None
     except (OSError, SyntaxError, ValueError) as error:
@@ -158,7 +160,8 @@ def preprocess_photo(image: np.ndarray, return_steps: bool = False):
 
     ``image``: (H, W) gray, (H, W, 3) RGB or (H, W, 4) RGBA, any size, dark ink on light paper
     or light on dark. Steps: grayscale -> shrink -> make the ink bright (invert when the border,
-    i.e. the paper, is bright) -> blur and threshold (Otsu) -> drop specks -> crop to the ink ->
+    i.e. the paper, is bright) -> subtract the paper's local level -> threshold (Otsu) -> drop
+    specks -> crop to the ink ->
     fit in a 20x20 box keeping the aspect ratio -> centre by mass in 28x28.
 
     With ``return_steps`` also returns a dict of the intermediate images, for the book's figures.
@@ -171,19 +174,22 @@ def preprocess_photo(image: np.ndarray, return_steps: bool = False):
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     ink = 255 - gray if np.median(border) > 127 else gray.copy()
     steps["ink_bright"] = ink
-    # Subtract the paper's level so that shadows and grey paper read as zero ink.
+    # Subtract the paper, estimated locally: a median over windows much wider than a stroke
+    # sees mostly paper, so uneven light and grey paper read as zero ink.
     kernel = max(3, (max(ink.shape) // 100) | 1)
     smooth = cv2.GaussianBlur(ink, (kernel, kernel), 0)
-    background = float(np.median(smooth))
-    if float(smooth.max()) - background < 40:
+    paper = cv2.medianBlur(smooth, max(3, (max(ink.shape) // 4) | 1))
+    flat = cv2.subtract(smooth, paper)  # saturating: never below zero
+    steps["flat"] = flat
+    if int(flat.max()) < 40:
         raise ImageError("no ink found: the image looks blank")
-    mask = ink_mask(smooth)
+    mask = ink_mask(flat)
     steps["mask"] = mask
     ys, xs = np.nonzero(mask)
     if len(ys) == 0:
         raise ImageError("no ink found: the image looks blank")
     top, bottom, left, right = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    level = np.clip(ink.astype(np.float32) - background, 0, None)
+    level = cv2.subtract(ink, paper).astype(np.float32)
     # Keep only ink near the kept strokes (a few pixels of margin keep the anti-aliased edge).
     near = cv2.dilate(mask, np.ones((kernel, kernel), np.uint8)) > 0
     level = np.where(near, level, 0)[top:bottom, left:right]

@@ -48,7 +48,7 @@ class TrainConfig:
     model: str = "hwrnet"
     epochs: int = 12
     batch_size: int = 128
-    lr: float = 0.01  # peak learning rate of the one-cycle schedule
+    lr: float = 0.1  # peak learning rate of the one-cycle schedule (chosen on validation)
     weight_decay: float = 5e-4
     label_smoothing: float = 0.1
     augment: bool = True

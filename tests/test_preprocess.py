@@ -1,0 +1,144 @@
+import struct
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from hwr_utils.preprocess import ImageError, load_image, preprocess_photo
+from hwr_utils.synthetic import make_photo
+
+
+def centre_of_mass(image: np.ndarray) -> tuple[float, float]:
+    moments = cv2.moments(image.astype(np.float32))
+    return moments["m10"] / moments["m00"], moments["m01"] / moments["m00"]
+
+
+def ink_box(image: np.ndarray, level: int = 60) -> tuple[int, int]:
+    ys, xs = np.nonzero(image > level)
+    return ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
+
+
+@pytest.fixture(scope="module")
+def digits(mnist):
+    test = mnist[1]
+    return [test.images[i].numpy() for i in range(6)]
+
+
+VARIANTS = {
+    "plain": {},
+    "inverted": {"dark_ink": False},
+    "rotated": {"angle": 8.0},
+    "off_centre": {"offset": (0.25, -0.3), "digit_height": 120},
+    "large": {"size": (3000, 4000), "digit_height": 1500},
+    "rgba": {"alpha": True},
+    "rgba_light_ink": {"alpha": True, "dark_ink": False},
+    "gray": {"color": False},
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_photo_lands_like_mnist(digits, variant):
+    for seed, digit in enumerate(digits):
+        photo = make_photo(digit, seed=seed, **VARIANTS[variant])
+        result, steps = preprocess_photo(photo, return_steps=True)
+        assert result.shape == (28, 28) and result.dtype == np.uint8
+        cx, cy = centre_of_mass(result)
+        assert abs(cx - 13.5) < 0.5 and abs(cy - 13.5) < 0.5  # centred by mass
+        assert result.sum() > 0.97 * steps["boxed"].sum()  # centring cut no ink off
+        assert 17 <= max(ink_box(result)) <= 21  # longer side fits the 20x20 box
+        if variant != "rotated":
+            # the same digit comes back: compare with the original, re-centred the same way
+            original = preprocess_photo(digit)
+            corr = np.corrcoef(result.ravel().astype(float), original.ravel().astype(float))[0, 1]
+            assert corr > 0.8, f"{variant}, digit {seed}: correlation {corr:.2f}"
+
+
+def test_inverted_and_plain_agree(digits):
+    dark = preprocess_photo(make_photo(digits[0], dark_ink=True))
+    light = preprocess_photo(make_photo(digits[0], dark_ink=False))
+    corr = np.corrcoef(dark.ravel().astype(float), light.ravel().astype(float))[0, 1]
+    assert corr > 0.9
+
+
+def test_steps_are_returned(digits):
+    result, steps = preprocess_photo(make_photo(digits[1]), return_steps=True)
+    assert list(steps) == ["gray", "ink_bright", "flat", "mask", "cropped", "boxed", "result"]
+    assert np.array_equal(steps["result"], result)
+    assert max(steps["boxed"].shape) == 20
+
+
+@pytest.mark.parametrize(
+    "page",
+    [np.full((300, 400), 230, np.uint8), np.random.default_rng(0).normal(200, 4, (300, 400))],
+    ids=["white", "noisy"],
+)
+def test_blank_page_is_an_error(page):
+    with pytest.raises(ImageError, match="no ink"):
+        preprocess_photo(np.clip(page, 0, 255).astype(np.uint8))
+
+
+def test_bad_array_shape():
+    with pytest.raises(ImageError, match="shape"):
+        preprocess_photo(np.zeros((10, 10, 2), np.uint8))
+
+
+def png_with_header_size(width: int, height: int) -> bytes:
+    """A tiny valid PNG whose header then claims ``width`` x ``height``."""
+    import io
+
+    buffer = io.BytesIO()
+    Image.new("L", (4, 4)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    ihdr = data[12:29]  # chunk type + 13 bytes of header data
+    ihdr[4:12] = struct.pack(">II", width, height)
+    data[12:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)))
+    return bytes(data)
+
+
+def test_load_image_errors(tmp_path, digits):
+    good = tmp_path / "good.png"
+    Image.fromarray(make_photo(digits[0])).save(good)
+    assert load_image(good).shape == (480, 640, 3)
+
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.png").write_text("this is not an image")
+    (tmp_path / "truncated.png").write_bytes(good.read_bytes()[:2000])
+    jpeg = tmp_path / "photo.jpg"
+    Image.fromarray(make_photo(digits[0])).save(jpeg, quality=90)
+    (tmp_path / "truncated.jpg").write_bytes(jpeg.read_bytes()[:3000])
+    (tmp_path / "huge.png").write_bytes(png_with_header_size(100_000, 100_000))
+    (tmp_path / "folder.png").mkdir()
+    expected = {
+        "empty.png": "empty",
+        "text.png": "not an image",
+        "truncated.png": "could not be decoded",
+        "truncated.jpg": "could not be decoded",
+        "huge.png": "limit of 100,000,000 pixels",
+        "folder.png": "directory",
+        "missing.png": "does not exist",
+    }
+    for name, message in expected.items():
+        with pytest.raises(ImageError, match=message):
+            load_image(tmp_path / name)
+
+
+def test_load_image_modes(tmp_path):
+    sixteen = tmp_path / "sixteen.png"
+    Image.fromarray(np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000).save(sixteen)
+    array = load_image(sixteen)
+    assert array.dtype == np.uint8 and array.max() == 255
+    rgba = tmp_path / "rgba.png"
+    Image.new("RGBA", (8, 8), (0, 0, 0, 0)).save(rgba)
+    assert load_image(rgba).shape == (8, 8, 4)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    image = Image.new("L", (40, 20), 255)  # wide
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    path = tmp_path / "phone.jpg"
+    image.save(path, exif=exif)
+    assert load_image(path).shape == (40, 20)  # displayed tall
