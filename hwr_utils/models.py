@@ -78,7 +78,7 @@ class HwrNet(nn.Module):
 
     channels_last = True  # fit() stores it NHWC; the article models' .view() needs NCHW
 
-    def __init__(self, width: int = 32, dropout: float = 0.1) -> None:
+    def __init__(self, width: int = 16, dropout: float = 0.1) -> None:
         super().__init__()
         w = width
         self.features = nn.Sequential(

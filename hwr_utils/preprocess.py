@@ -113,13 +113,13 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     return (gray * alpha + background * (1.0 - alpha)).astype(np.uint8)
 
 
-def _shrink(gray: np.ndarray, longest: int) -> np.ndarray:
+def _shrink(gray: np.ndarray, longest: int, interpolation: int = cv2.INTER_AREA) -> np.ndarray:
     height, width = gray.shape
     scale = longest / max(height, width)
     if scale >= 1:
         return gray
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA)  # AREA: no aliasing when shrinking
+    return cv2.resize(gray, size, interpolation=interpolation)
 
 
 def ink_mask(ink: np.ndarray) -> np.ndarray:
@@ -134,12 +134,17 @@ def ink_mask(ink: np.ndarray) -> np.ndarray:
     return np.where(np.isin(labels, keep), 255, 0).astype(np.uint8)
 
 
-def fit_in_box(ink: np.ndarray, box: int = BOX) -> np.ndarray:
-    """Scale a cropped digit so its longer side is ``box`` pixels, keeping the aspect ratio."""
+def fit_in_box(ink: np.ndarray, box: int = BOX, shrink_with: int = cv2.INTER_AREA) -> np.ndarray:
+    """Scale a cropped digit so its longer side is ``box`` pixels, keeping the aspect ratio.
+
+    Shrinking uses ``INTER_AREA`` by default: it averages every source pixel under each target
+    pixel, where ``INTER_LINEAR`` and ``INTER_CUBIC`` read only a few neighbours and alias
+    (thin strokes break up). Enlarging uses ``INTER_CUBIC``.
+    """
     height, width = ink.shape
     scale = box / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    interpolation = shrink_with if scale < 1 else cv2.INTER_CUBIC
     return np.clip(cv2.resize(ink.astype(np.float32), size, interpolation=interpolation), 0, 255)
 
 
@@ -155,7 +160,9 @@ def center_by_mass(digit: np.ndarray, field: int = FIELD) -> np.ndarray:
     return cv2.warpAffine(digit.astype(np.float32), shift, (field, field), flags=cv2.INTER_LINEAR)
 
 
-def preprocess_photo(image: np.ndarray, return_steps: bool = False):
+def preprocess_photo(
+    image: np.ndarray, return_steps: bool = False, shrink_with: int = cv2.INTER_AREA
+):
     """Turn a photo of one handwritten digit into a 28x28 uint8 MNIST-style image.
 
     ``image``: (H, W) gray, (H, W, 3) RGB or (H, W, 4) RGBA, any size, dark ink on light paper
@@ -165,10 +172,11 @@ def preprocess_photo(image: np.ndarray, return_steps: bool = False):
     fit in a 20x20 box keeping the aspect ratio -> centre by mass in 28x28.
 
     With ``return_steps`` also returns a dict of the intermediate images, for the book's figures.
+    ``shrink_with`` is the OpenCV interpolation used when shrinking (the book compares them).
     Raises :class:`ImageError` when there is no ink to find (a blank page).
     """
     steps: dict[str, np.ndarray] = {}
-    gray = _shrink(to_gray(image), WORK_SIZE)
+    gray = _shrink(to_gray(image), WORK_SIZE, shrink_with)
     steps["gray"] = gray
     # The paper is what touches the border; ink should end up bright, as in MNIST.
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
@@ -195,7 +203,7 @@ def preprocess_photo(image: np.ndarray, return_steps: bool = False):
     level = np.where(near, level, 0)[top:bottom, left:right]
     level = level * (255.0 / max(float(level.max()), 1.0))
     steps["cropped"] = level.astype(np.uint8)
-    boxed = fit_in_box(level)
+    boxed = fit_in_box(level, shrink_with=shrink_with)
     steps["boxed"] = boxed.astype(np.uint8)
     result = np.clip(center_by_mass(boxed), 0, 255).astype(np.uint8)
     steps["result"] = result

@@ -21,13 +21,15 @@ def make_photo(
     noise: float = 6.0,
     color: bool = True,
     alpha: bool = False,
+    thin: float = 0.0,
     seed: int = 0,
 ) -> np.ndarray:
     """Render a 28x28 uint8 MNIST ``digit`` (white on black) as a photo of ink on paper.
 
     ``size`` is (height, width); ``offset`` moves the digit by that fraction of the image size;
-    ``angle`` rotates it (degrees, counter-clockwise). Returns uint8 (H, W), (H, W, 3) RGB or,
-    with ``alpha``, (H, W, 4) RGBA whose background is transparent.
+    ``angle`` rotates it (degrees, counter-clockwise); ``thin`` in [0, 1) keeps only the core of
+    each stroke, like a fine pen (0.6 leaves about half the width). Returns uint8 (H, W),
+    (H, W, 3) RGB or, with ``alpha``, (H, W, 4) RGBA whose background is transparent.
     """
     rng = np.random.default_rng(seed)
     height, width = size
@@ -40,6 +42,8 @@ def make_photo(
         digit.astype(np.float32) / 255.0, matrix, (width, height), flags=cv2.INTER_CUBIC
     )
     ink = np.clip(ink, 0.0, 1.0)
+    if thin:
+        ink = np.clip((ink - thin) / (1.0 - thin), 0.0, 1.0)
     if alpha:
         # Ink drawn in an app: colour everywhere, the shape only in the alpha channel.
         rgba = np.zeros((height, width, 4), np.uint8)

@@ -46,7 +46,7 @@ class TrainConfig:
     """Everything that defines a training run. Defaults are the book's ``hwrnet`` recipe."""
 
     model: str = "hwrnet"
-    epochs: int = 12
+    epochs: int = 20
     batch_size: int = 128
     lr: float = 0.1  # peak learning rate of the one-cycle schedule (chosen on validation)
     weight_decay: float = 5e-4
@@ -229,6 +229,28 @@ def model_from_checkpoint(checkpoint: dict) -> nn.Module:
     model = build_model(checkpoint["model"], **checkpoint["model_config"])
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval()
+
+
+def load_or_train(
+    path: str | os.PathLike, smoke: bool = False, **overrides: Any
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The model saved at ``path`` if there is one; otherwise train it first (with ``overrides``
+    of :class:`TrainConfig`). In smoke mode a missing model is trained small (one epoch on
+    2,000 images) and saved beside ``path`` as ``NAME.smoke.pt``, never in its place.
+    """
+    path = Path(path)
+    smoke_path = path.with_name(f"{path.stem}.smoke.pt")
+    for candidate in [path, smoke_path] if smoke else [path]:
+        if candidate.is_file():
+            checkpoint = load_checkpoint(candidate)
+            return model_from_checkpoint(checkpoint), checkpoint
+    config = TrainConfig(out=str(path), **overrides)
+    if smoke:
+        config = dataclasses.replace(
+            config, epochs=1, train_limit=2000, out=str(smoke_path), progress=False
+        )
+    checkpoint = fit(config)
+    return model_from_checkpoint(checkpoint), checkpoint
 
 
 def _make_optimizer(model: nn.Module, config: TrainConfig, steps_per_epoch: int):

@@ -1,0 +1,75 @@
+"""Running the book's chapters: a strict papermill runner and the smoke switch.
+
+Every chapter has a papermill ``parameters`` cell of literals with full-size defaults, one of
+them ``SMOKE = False``. CI runs each chapter small, either through papermill
+(``run_notebook(path, {"SMOKE": True})``) or under nbval, which cannot inject parameters and
+so passes the switch through the environment (``HWR_SMOKE=1``); :func:`smoke_mode` reads both.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+
+def smoke_mode(smoke: bool = False) -> bool:
+    """True when the ``SMOKE`` parameter is set or the environment has ``HWR_SMOKE=1``."""
+    return bool(smoke) or os.environ.get("HWR_SMOKE", "0") not in ("", "0", "false", "False")
+
+
+def run_notebook(
+    path: str | os.PathLike,
+    parameters: dict[str, Any] | None = None,
+    output: str | os.PathLike | None = None,
+    cwd: str | os.PathLike | None = None,
+) -> Path:
+    """Execute a notebook with papermill, refusing parameters it does not declare.
+
+    papermill only warns about an unknown parameter and then runs the notebook with its
+    defaults -- a misspelt ``SMOKE`` would silently run the full-size chapter. Here it fails.
+    """
+    import papermill
+
+    parameters = dict(parameters or {})
+    path = Path(path)
+    declared = papermill.inspect_notebook(str(path))
+    unknown = sorted(set(parameters) - set(declared))
+    if unknown:
+        raise ValueError(
+            f"{path.name} has no parameter(s) {', '.join(unknown)}; "
+            f"it declares: {', '.join(declared) or 'none'}"
+        )
+    output = Path(output) if output is not None else path.with_suffix(".out.ipynb")
+    papermill.execute_notebook(
+        str(path),
+        str(output),
+        parameters=parameters,
+        cwd=str(cwd or path.parent),
+        progress_bar=False,
+        kernel_name="python3",
+    )
+    return output
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m hwr_utils.notebooks NOTEBOOK [-p NAME VALUE]... [--out PATH]``."""
+    import argparse
+
+    import yaml
+
+    parser = argparse.ArgumentParser(description="Run a chapter with checked parameters.")
+    parser.add_argument("notebook")
+    parser.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    parameters = {name: yaml.safe_load(value) for name, value in args.p}
+    try:
+        print(run_notebook(args.notebook, parameters, args.out))
+    except ValueError as error:
+        parser.exit(2, f"error: {error}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

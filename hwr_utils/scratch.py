@@ -1,0 +1,222 @@
+"""From-scratch versions of what PyTorch does for us, for the book to teach and the tests to
+check against PyTorch (``torch.testing.assert_close``). Clear rather than fast.
+
+Convolution and pooling: :func:`conv_output_size`, :func:`conv2d_loops`, :func:`conv2d_im2col`,
+:func:`conv2d_fft`, :func:`max_pool2d`, :func:`min_pool2d`. Softmax and loss:
+:func:`softmax_naive`, :func:`softmax`, :func:`log_softmax`, :func:`cross_entropy`,
+:func:`cross_entropy_grad`. Optimizers: :class:`SGD`, :class:`Adam`, :class:`RMSprop`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+
+# --- convolution and pooling ----------------------------------------------------------------
+
+
+def conv_output_size(
+    size: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1
+) -> int:
+    """Output length of a convolution or pooling along one dimension:
+    ``floor((size + 2 * padding - dilation * (kernel - 1) - 1) / stride) + 1``."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def conv2d_loops(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: int = 1,
+    padding: int = 0,
+) -> torch.Tensor:
+    """Cross-correlation, as ``F.conv2d`` computes it, with explicit loops over output pixels.
+
+    ``x``: (N, C_in, H, W); ``weight``: (C_out, C_in, kH, kW). Each output pixel is the sum of
+    the window under the kernel times the kernel -- no flip (that would be a true convolution).
+    """
+    n, _, height, width = x.shape
+    c_out, _, kh, kw = weight.shape
+    x = F.pad(x, (padding, padding, padding, padding))
+    out_h = conv_output_size(height, kh, stride, padding)
+    out_w = conv_output_size(width, kw, stride, padding)
+    out = x.new_zeros(n, c_out, out_h, out_w)
+    for i in range(out_h):
+        for j in range(out_w):
+            window = x[:, :, i * stride : i * stride + kh, j * stride : j * stride + kw]
+            # (N, 1, C_in, kH, kW) * (1, C_out, C_in, kH, kW), summed over C_in, kH, kW
+            out[:, :, i, j] = (window.unsqueeze(1) * weight.unsqueeze(0)).sum(dim=(2, 3, 4))
+    if bias is not None:
+        out += bias.view(1, -1, 1, 1)
+    return out
+
+
+def conv2d_im2col(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: int = 1,
+    padding: int = 0,
+) -> torch.Tensor:
+    """The same cross-correlation as one matrix product: ``F.unfold`` lays every window out as a
+    column (im2col), and the kernels, flattened to rows, multiply all columns at once."""
+    n, _, height, width = x.shape
+    c_out, _, kh, kw = weight.shape
+    columns = F.unfold(x, (kh, kw), padding=padding, stride=stride)  # (N, C_in*kH*kW, L)
+    out = weight.view(c_out, -1) @ columns  # (N, C_out, L)
+    if bias is not None:
+        out += bias.view(1, -1, 1)
+    out_h = conv_output_size(height, kh, stride, padding)
+    out_w = conv_output_size(width, kw, stride, padding)
+    return out.view(n, c_out, out_h, out_w)
+
+
+def conv2d_fft(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """True 2-D convolution ("full" output) of one image with one kernel through the FFT.
+
+    The convolution theorem: the Fourier transform of a convolution is the product of the
+    transforms. Zero-padding both to the full output size makes the FFT's circular convolution
+    equal the linear one.
+    """
+    h = image.shape[0] + kernel.shape[0] - 1
+    w = image.shape[1] + kernel.shape[1] - 1
+    spectrum = torch.fft.rfft2(image, s=(h, w)) * torch.fft.rfft2(kernel, s=(h, w))
+    return torch.fft.irfft2(spectrum, s=(h, w))
+
+
+def conv2d_full_direct(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """True 2-D convolution ("full" output) done directly: cross-correlate with the kernel
+    flipped in both directions, after padding by ``kernel size - 1``."""
+    kh, kw = kernel.shape
+    flipped = torch.flip(kernel, dims=(0, 1))
+    out = F.conv2d(image[None, None], flipped[None, None], padding=(kh - 1, kw - 1))
+    return out[0, 0]
+
+
+def _pool_windows(x: torch.Tensor, kernel: int, stride: int | None) -> torch.Tensor:
+    stride = stride or kernel
+    return x.unfold(2, kernel, stride).unfold(3, kernel, stride)  # (N, C, oH, oW, k, k)
+
+
+def max_pool2d(x: torch.Tensor, kernel: int = 2, stride: int | None = None) -> torch.Tensor:
+    """Max pooling: the largest value of each window (``F.max_pool2d`` without padding)."""
+    return _pool_windows(x, kernel, stride).amax(dim=(-2, -1))
+
+
+def min_pool2d(x: torch.Tensor, kernel: int = 2, stride: int | None = None) -> torch.Tensor:
+    """Min pooling, as the article defines pooling: the smallest value of each window."""
+    return _pool_windows(x, kernel, stride).amin(dim=(-2, -1))
+
+
+# --- softmax and cross-entropy --------------------------------------------------------------
+
+
+def softmax_naive(z: torch.Tensor) -> torch.Tensor:
+    """``exp(z) / sum(exp(z))`` exactly as written: overflows to ``inf / inf = nan`` for big z."""
+    e = torch.exp(z)
+    return e / e.sum(dim=-1, keepdim=True)
+
+
+def log_softmax(z: torch.Tensor) -> torch.Tensor:
+    """``z - logsumexp(z)``, with the log-sum-exp trick: subtracting ``max(z)`` first keeps every
+    exponent at most 0, so nothing overflows, and the result is mathematically unchanged."""
+    m = z.amax(dim=-1, keepdim=True)
+    return z - m - torch.log(torch.exp(z - m).sum(dim=-1, keepdim=True))
+
+
+def softmax(z: torch.Tensor) -> torch.Tensor:
+    """Numerically stable softmax: ``exp(log_softmax(z))``."""
+    return torch.exp(log_softmax(z))
+
+
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean of ``-log p[target]`` over the batch, from logits (as ``nn.CrossEntropyLoss``)."""
+    return -log_softmax(logits).gather(1, targets.view(-1, 1)).mean()
+
+
+def cross_entropy_grad(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Gradient of :func:`cross_entropy` with respect to the logits: ``(p - y) / N``, where
+    ``p`` is the softmax and ``y`` the one-hot target."""
+    p = softmax(logits)
+    y = F.one_hot(targets, logits.shape[1]).to(p.dtype)
+    return (p - y) / logits.shape[0]
+
+
+# --- optimizers -----------------------------------------------------------------------------
+
+
+class _Optimizer:
+    def __init__(self, params: Iterable[torch.Tensor]) -> None:
+        self.params = list(params)
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+
+class SGD(_Optimizer):
+    """Stochastic gradient descent, optionally with (heavy-ball) momentum, as ``torch.optim.SGD``:
+
+    ``v <- momentum * v + g`` (``v = g`` on the first step); ``w <- w - lr * v``.
+    """
+
+    def __init__(self, params, lr: float, momentum: float = 0.0) -> None:
+        super().__init__(params)
+        self.lr, self.momentum = lr, momentum
+        self.velocity: list[torch.Tensor | None] = [None] * len(self.params)
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for i, p in enumerate(self.params):
+            g = p.grad
+            if self.momentum:
+                v = self.velocity[i]
+                self.velocity[i] = g.clone() if v is None else self.momentum * v + g
+                g = self.velocity[i]
+            p -= self.lr * g
+
+
+class RMSprop(_Optimizer):
+    """RMSprop, as ``torch.optim.RMSprop``: divide the gradient by a running RMS of its history.
+
+    ``s <- alpha * s + (1 - alpha) * g^2``; ``w <- w - lr * g / (sqrt(s) + eps)``.
+    """
+
+    def __init__(self, params, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8) -> None:
+        super().__init__(params)
+        self.lr, self.alpha, self.eps = lr, alpha, eps
+        self.square_avg = [torch.zeros_like(p) for p in self.params]
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for p, s in zip(self.params, self.square_avg, strict=True):
+            s.mul_(self.alpha).add_((1 - self.alpha) * p.grad**2)
+            p -= self.lr * p.grad / (s.sqrt() + self.eps)
+
+
+class Adam(_Optimizer):
+    """Adam, as ``torch.optim.Adam``: momentum (``m``) and RMS scaling (``v``), both
+    bias-corrected for their zero start.
+
+    ``m <- b1 m + (1 - b1) g``; ``v <- b2 v + (1 - b2) g^2``;
+    ``w <- w - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)``.
+    """
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8) -> None:
+        super().__init__(params)
+        self.lr, (self.b1, self.b2), self.eps = lr, betas, eps
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+        self.t = 0
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.t += 1
+        for p, m, v in zip(self.params, self.m, self.v, strict=True):
+            m.mul_(self.b1).add_((1 - self.b1) * p.grad)
+            v.mul_(self.b2).add_((1 - self.b2) * p.grad**2)
+            m_hat = m / (1 - self.b1**self.t)
+            v_hat = v / (1 - self.b2**self.t)
+            p -= self.lr * m_hat / (v_hat.sqrt() + self.eps)

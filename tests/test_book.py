@@ -1,0 +1,30 @@
+"""The book builds strictly, exactly as readers type it, with math served from the build."""
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_strict_build_offline_math():
+    build = ROOT / "book" / "_build"
+    shutil.rmtree(build, ignore_errors=True)
+    jupyter_book = Path(shutil.which("jupyter-book") or "jupyter-book")
+    result = subprocess.run(
+        [str(jupyter_book), "build", "book/", "-W", "-n", "--keep-going"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    html = build / "html"
+    for page in html.glob("*.html"):
+        text = page.read_text()
+        scripts = re.findall(r'<script[^>]+src="([^"]+)"', text)
+        assert not [s for s in scripts if "mathjax" in s.lower() and "//" in s], page.name
+    intro = (html / "intro.html").read_text()
+    assert "_static/mathjax/tex-chtml.js" in intro
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").is_file()
+    assert (html / "_static/mathjax/output/chtml/fonts/woff-v2/MathJax_Main-Regular.woff").is_file()
