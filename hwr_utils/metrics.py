@@ -76,3 +76,47 @@ def format_report(report: dict) -> str:
     for name, row in zip(names, report["confusion_matrix"], strict=True):
         lines.append(f"{name:>6}" + "".join(f"{v:>6}" for v in row))
     return "\n".join(lines)
+
+
+def reliability_bins(probabilities: torch.Tensor, targets: torch.Tensor, bins: int = 15) -> dict:
+    """Confidence against accuracy in equal-width confidence bins, for a reliability diagram.
+
+    ``probabilities``: (N, C) softmax outputs. Returns per bin the mean confidence (the top
+    probability), the accuracy of the top prediction, and the count (empty bins: count 0).
+    """
+    confidence, predictions = probabilities.max(dim=1)
+    correct = (predictions == targets).double()
+    index = torch.clamp((confidence * bins).long(), max=bins - 1)  # confidence 1.0: last bin
+    count = torch.bincount(index, minlength=bins).double()
+    mean_confidence = torch.bincount(index, confidence.double(), minlength=bins) / count.clamp(
+        min=1
+    )
+    mean_accuracy = torch.bincount(index, correct, minlength=bins) / count.clamp(min=1)
+    return {"confidence": mean_confidence, "accuracy": mean_accuracy, "count": count.long()}
+
+
+def expected_calibration_error(
+    probabilities: torch.Tensor, targets: torch.Tensor, bins: int = 15
+) -> float:
+    """ECE: the mean gap between accuracy and confidence over the bins, weighted by bin size."""
+    table = reliability_bins(probabilities, targets, bins)
+    weights = table["count"].double() / len(targets)
+    return float((weights * (table["accuracy"] - table["confidence"]).abs()).sum())
+
+
+def fit_temperature(logits: torch.Tensor, targets: torch.Tensor, steps: int = 100) -> float:
+    """The temperature T > 0 minimizing the cross-entropy of ``softmax(logits / T)`` on held-out
+    data (Guo et al., 2017). One scalar: it changes confidences, never the predicted class.
+    Optimized over log T with L-BFGS, so T stays positive."""
+    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    logits, targets = logits.double(), targets.long()
+    optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(logits / log_t.exp(), targets)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return float(log_t.exp())

@@ -117,3 +117,42 @@ def build_model(name: str, **config) -> nn.Module:
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters (optionally only those with ``requires_grad``)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def layer_summary(model: nn.Module, input_shape: tuple[int, ...] = (1, 1, 28, 28)) -> list[dict]:
+    """One row per convolution and linear layer: name, output shape, parameters, multiply-adds.
+
+    Multiply-adds (MACs) per image: a convolution does ``C_in/groups * kH * kW`` of them for
+    each output value, a linear layer ``in_features`` for each output. Found with forward
+    hooks, so functional calls (``F.max_pool2d``) need no special handling.
+    """
+    rows: list[dict] = []
+
+    def hook(module: nn.Module, inputs, output) -> None:
+        per_image = output[0].numel()
+        if isinstance(module, nn.Conv2d):
+            kh, kw = module.kernel_size
+            macs = per_image * module.in_channels // module.groups * kh * kw
+        else:
+            macs = per_image * module.in_features
+        rows.append(
+            {
+                "name": names[module],
+                "output": tuple(output.shape[1:]),
+                "params": sum(p.numel() for p in module.parameters()),
+                "macs": macs,
+            }
+        )
+
+    names = {m: n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+    handles = [m.register_forward_hook(hook) for m in names]
+    try:
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(input_shape))
+        model.train(was_training)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return rows

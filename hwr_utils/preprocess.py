@@ -149,14 +149,16 @@ def fit_in_box(ink: np.ndarray, box: int = BOX, shrink_with: int = cv2.INTER_ARE
 
 
 def center_by_mass(digit: np.ndarray, field: int = FIELD) -> np.ndarray:
-    """Place ``digit`` in a ``field`` x ``field`` image with its centre of mass at the centre."""
+    """Place ``digit`` in a ``field`` x ``field`` image with its centre of mass at pixel
+    ``(field / 2, field / 2)`` -- (14, 14) for 28x28, where MNIST's digits have theirs (measured
+    in the preprocessing chapter), half a pixel from the geometric centre 13.5."""
     moments = cv2.moments(digit.astype(np.float32))
     height, width = digit.shape
     if moments["m00"] > 0:
         cx, cy = moments["m10"] / moments["m00"], moments["m01"] / moments["m00"]
     else:
         cx, cy = (width - 1) / 2, (height - 1) / 2
-    shift = np.float32([[1, 0, (field - 1) / 2 - cx], [0, 1, (field - 1) / 2 - cy]])
+    shift = np.float32([[1, 0, field / 2 - cx], [0, 1, field / 2 - cy]])
     return cv2.warpAffine(digit.astype(np.float32), shift, (field, field), flags=cv2.INTER_LINEAR)
 
 
@@ -187,6 +189,11 @@ def preprocess_photo(
     kernel = max(3, (max(ink.shape) // 100) | 1)
     smooth = cv2.GaussianBlur(ink, (kernel, kernel), 0)
     paper = cv2.medianBlur(smooth, max(3, (max(ink.shape) // 4) | 1))
+    # A thick digit filling the frame can fill a median window too, and would then count as
+    # paper. The paper is no brighter than the border's bright paper (its 75th percentile, so
+    # that ink touching the border here and there does not count): cap the estimate there.
+    edge = np.concatenate([smooth[0], smooth[-1], smooth[:, 0], smooth[:, -1]])
+    paper = np.minimum(paper, np.uint8(np.percentile(edge, 75)))
     flat = cv2.subtract(smooth, paper)  # saturating: never below zero
     steps["flat"] = flat
     if int(flat.max()) < 40:

@@ -9,6 +9,7 @@ Convolution and pooling: :func:`conv_output_size`, :func:`conv2d_loops`, :func:`
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 
 import torch
@@ -220,3 +221,42 @@ class Adam(_Optimizer):
             m_hat = m / (1 - self.b1**self.t)
             v_hat = v / (1 - self.b2**self.t)
             p -= self.lr * m_hat / (v_hat.sqrt() + self.eps)
+
+
+# --- receptive field -------------------------------------------------------------------------
+
+
+def receptive_field(layers: list[tuple[int, int]]) -> int:
+    """Receptive field of a stack of convolutions and poolings, each given as (kernel, stride):
+    every layer widens it by ``(kernel - 1) * jump``, where ``jump`` is the product of the
+    strides before it (how far apart neighbouring units of its input are, in input pixels)."""
+    field, jump = 1, 1
+    for kernel, stride in layers:
+        field += (kernel - 1) * jump
+        jump *= stride
+    return field
+
+
+def measured_receptive_field(features: torch.nn.Module, size: int = 64) -> int:
+    """The receptive field found by autograd: the width of the input region whose pixels change
+    the centre unit of the output map, for an input of ``size`` x ``size``.
+
+    Measured on a copy in which ReLUs become identities and max poolings average poolings of the
+    same geometry: otherwise units that happen to be switched off, or not the maximum, hide
+    part of the field from the gradient.
+    """
+    probe = copy.deepcopy(features).eval()
+    for name, module in list(probe.named_modules()):
+        if isinstance(module, torch.nn.ReLU):
+            replacement: torch.nn.Module = torch.nn.Identity()
+        elif isinstance(module, torch.nn.MaxPool2d):
+            replacement = torch.nn.AvgPool2d(module.kernel_size, module.stride, module.padding)
+        else:
+            continue
+        parent = probe.get_submodule(name.rpartition(".")[0]) if "." in name else probe
+        setattr(parent, name.rpartition(".")[2], replacement)
+    x = torch.randn(1, 1, size, size, requires_grad=True)
+    out = probe(x)
+    out[0, :, out.shape[2] // 2, out.shape[3] // 2].sum().backward()
+    columns = (x.grad[0, 0].abs() > 0).any(dim=0).nonzero()
+    return int(columns.max() - columns.min() + 1)

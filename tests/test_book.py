@@ -3,6 +3,7 @@
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -11,7 +12,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_strict_build_offline_math():
     build = ROOT / "book" / "_build"
     shutil.rmtree(build, ignore_errors=True)
-    jupyter_book = Path(shutil.which("jupyter-book") or "jupyter-book")
+    # The jupyter-book beside this Python (the virtual environment's), activated or not.
+    beside = Path(sys.executable).parent / "jupyter-book"
+    jupyter_book = (
+        beside if beside.exists() else Path(shutil.which("jupyter-book") or "jupyter-book")
+    )
     result = subprocess.run(
         [str(jupyter_book), "build", "book/", "-W", "-n", "--keep-going"],
         cwd=ROOT,

@@ -4,8 +4,11 @@ import torch
 from hwr_utils.metrics import (
     classification_report,
     confusion_matrix,
+    expected_calibration_error,
+    fit_temperature,
     format_report,
     per_class_metrics,
+    reliability_bins,
 )
 
 
@@ -46,3 +49,27 @@ def test_report_and_text():
 def test_shape_mismatch():
     with pytest.raises(ValueError, match="shapes differ"):
         confusion_matrix(torch.tensor([0, 1]), torch.tensor([0]), 2)
+
+
+def test_reliability_bins_and_ece_by_hand():
+    # Two confident right answers (0.9), two half-sure answers (0.6), one right one wrong.
+    probabilities = torch.tensor([[0.9, 0.1], [0.1, 0.9], [0.6, 0.4], [0.6, 0.4]])
+    targets = torch.tensor([0, 1, 0, 1])
+    table = reliability_bins(probabilities, targets, bins=10)
+    assert table["count"].tolist() == [0, 0, 0, 0, 0, 0, 2, 0, 0, 2]
+    assert table["accuracy"][6] == pytest.approx(0.5) and table["accuracy"][9] == pytest.approx(1.0)
+    # |0.5 - 0.6| * 2/4 + |1.0 - 0.9| * 2/4 = 0.1
+    assert expected_calibration_error(probabilities, targets, bins=10) == pytest.approx(0.1)
+
+
+def test_temperature_recovers_a_known_scale():
+    torch.manual_seed(0)
+    true_logits = torch.randn(4000, 10) * 2
+    targets = torch.distributions.Categorical(logits=true_logits).sample()
+    # an overconfident model: its logits are the calibrated ones times 3
+    temperature = fit_temperature(true_logits * 3, targets)
+    assert temperature == pytest.approx(3.0, rel=0.1)
+    scaled = torch.softmax(true_logits * 3 / temperature, dim=1)
+    assert expected_calibration_error(scaled, targets) < expected_calibration_error(
+        torch.softmax(true_logits * 3, dim=1), targets
+    )

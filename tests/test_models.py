@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from hwr_utils.models import MODELS, ArticleNet, build_model, count_parameters
+from hwr_utils.models import MODELS, ArticleNet, build_model, count_parameters, layer_summary
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -36,3 +36,14 @@ def test_count_trainable_only():
     model.conv1.requires_grad_(False)
     frozen = sum(p.numel() for p in model.conv1.parameters())
     assert count_parameters(model, trainable_only=True) == count_parameters(model) - frozen
+
+
+def test_layer_summary_counts():
+    rows = layer_summary(ArticleNet())
+    assert [r["name"] for r in rows] == ["conv1", "fc1", "fc2"]
+    conv1, fc1, fc2 = rows
+    assert conv1["output"] == (32, 28, 28) and conv1["macs"] == 32 * 28 * 28 * 9
+    assert fc1["macs"] == 32 * 14 * 14 * 128 and fc2["macs"] == 128 * 10
+    assert sum(r["params"] for r in rows) == count_parameters(ArticleNet())
+    # functional pooling (article2) is no obstacle
+    assert [r["output"] for r in layer_summary(build_model("article2"))][1] == (64, 14, 14)

@@ -41,6 +41,11 @@ def test_chapter_has_literal_parameters_with_smoke_switch(chapter):
 
 def test_misspelt_parameter_fails(tmp_path):
     notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     cell = nbformat.v4.new_code_cell("SMOKE = False")
     cell.metadata["tags"] = ["parameters"]
     notebook.cells.append(cell)

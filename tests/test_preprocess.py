@@ -35,6 +35,7 @@ VARIANTS = {
     "rgba": {"alpha": True},
     "rgba_light_ink": {"alpha": True, "dark_ink": False},
     "gray": {"color": False},
+    "filling_the_frame": {"size": (300, 300), "digit_height": 390},
 }
 
 
@@ -45,7 +46,7 @@ def test_photo_lands_like_mnist(digits, variant):
         result, steps = preprocess_photo(photo, return_steps=True)
         assert result.shape == (28, 28) and result.dtype == np.uint8
         cx, cy = centre_of_mass(result)
-        assert abs(cx - 13.5) < 0.5 and abs(cy - 13.5) < 0.5  # centred by mass
+        assert abs(cx - 14) < 0.5 and abs(cy - 14) < 0.5  # centred by mass, where MNIST is
         assert result.sum() > 0.97 * steps["boxed"].sum()  # centring cut no ink off
         assert 17 <= max(ink_box(result)) <= 21  # longer side fits the 20x20 box
         if variant != "rotated":

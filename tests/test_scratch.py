@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch.testing import assert_close
 
 from hwr_utils import scratch
+from hwr_utils.models import build_model
 
 
 @pytest.mark.parametrize("stride,padding", [(1, 0), (1, 1), (2, 0), (2, 1), (3, 2)])
@@ -85,3 +86,22 @@ def test_optimizer_steps_match_pytorch(ours, theirs, kwargs):
             opt.step()
         assert_close(a, b)
     assert not torch.equal(a.detach(), torch.tensor([-1.5, 2.0], dtype=torch.float64))
+
+
+def test_receptive_field_formula_matches_autograd():
+    torch.manual_seed(4)
+    stack = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 2, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(2, 2, 5, padding=2),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(2, 2, 3, padding=1),
+    )
+    expected = scratch.receptive_field([(3, 1), (2, 2), (5, 1), (2, 2), (3, 1)])
+    assert expected == 1 + 2 + 1 + 4 * 2 + 1 * 2 + 2 * 4 * 1  # 22, by hand
+    assert scratch.measured_receptive_field(stack) == expected
+    assert isinstance(stack[1], torch.nn.ReLU)  # the model itself is left as it was
+    hwrnet = build_model("hwrnet").features
+    layers = [(3, 1), (2, 2), (3, 1), (3, 1), (2, 2), (3, 1), (2, 2)]
+    assert scratch.measured_receptive_field(hwrnet) == scratch.receptive_field(layers)

@@ -139,3 +139,17 @@ def test_argument_parser_matches_config():
 def test_zero_epochs_rejected(tmp_path, mnist_root):
     with pytest.raises(ValueError, match="epochs"):
         fit(tiny_config(tmp_path, mnist_root, epochs=0))
+
+
+def test_compile_warmup_leaves_no_trace(monkeypatch):
+    # Stand in for torch.compile with the identity: the warm-up forward then runs the real
+    # model in train mode, which would update batch-norm statistics and draw dropout masks.
+    monkeypatch.setattr(train_module.torch, "compile", lambda model: model)
+    model = torch.nn.Sequential(torch.nn.BatchNorm1d(3), torch.nn.Dropout(0.5)).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    example = torch.randn(8, 3) * 5 + 2
+    rng_before = torch.get_rng_state()
+    assert maybe_compile(model, example) is model
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert torch.equal(torch.get_rng_state(), rng_before)

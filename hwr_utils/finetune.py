@@ -1,0 +1,167 @@
+"""Fine-tuning a trained model on a new handwriting dataset, and freezing done right.
+
+The article "unfreezes" layers with ``model.fc1.requires_grad = True``, which sets a new,
+meaningless attribute on the *module* and leaves every parameter as it was. Freezing is a
+property of each parameter (``requires_grad_``), the optimizer should only be given what it
+may change, and a frozen batch-norm layer must also stop updating its running statistics,
+which happens in training mode whatever ``requires_grad`` says.
+
+The new dataset is scikit-learn's copy of the UCI handwritten digits (1,797 8x8 images by 43
+writers), made MNIST-like with :func:`hwr_utils.preprocess.preprocess_photo`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Literal
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .preprocess import preprocess_photo
+
+Method = Literal["scratch", "linear_probe", "head", "full"]
+METHODS: tuple[Method, ...] = ("scratch", "linear_probe", "head", "full")
+
+
+def load_uci_digits() -> tuple[torch.Tensor, torch.Tensor]:
+    """The UCI digits as MNIST-like uint8 images (N, 28, 28) and int64 labels (N,).
+
+    Each 8x8 image (values 0 to 16, ink bright) is scaled to 0..255, enlarged to 64x64 (so the
+    strokes are many pixels wide, as in a photo) and run through ``preprocess_photo``: cropped,
+    fitted into 20x20 and centred by mass, exactly like a reader's photo.
+    """
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = []
+    for image in digits.images:
+        big = cv2.resize(
+            (image * (255 / 16)).astype(np.uint8), (64, 64), interpolation=cv2.INTER_CUBIC
+        )
+        images.append(preprocess_photo(big))
+    return torch.from_numpy(np.stack(images)), torch.from_numpy(digits.target).long()
+
+
+def stratified_split(
+    labels: torch.Tensor, per_class: int | None, seed: int, exclude: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Indices of ``per_class`` examples of every class (all of them if ``None``), drawn with
+    ``seed`` from the examples not in ``exclude``."""
+    generator = torch.Generator().manual_seed(seed)
+    allowed = torch.ones(len(labels), dtype=torch.bool)
+    if exclude is not None:
+        allowed[exclude] = False
+    chosen = []
+    for label in labels.unique():
+        pool = torch.nonzero(allowed & (labels == label)).flatten()
+        pool = pool[torch.randperm(len(pool), generator=generator)]
+        chosen.append(pool if per_class is None else pool[:per_class])
+    return torch.cat(chosen).sort().values
+
+
+def freeze_backbone(model: nn.Module) -> nn.Module:
+    """Freeze everything but the classifier: ``requires_grad_(False)`` on every parameter of
+    ``model.features``. (Setting ``module.requires_grad = False`` would do nothing.)"""
+    model.features.requires_grad_(False)
+    return model
+
+
+def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters an optimizer should be given: those that require gradients."""
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def train_mode(model: nn.Module) -> nn.Module:
+    """``model.train()``, except batch-norm layers whose parameters are all frozen stay in eval
+    mode, so their running mean and variance stay what pre-training measured."""
+    model.train()
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            parameters = list(module.parameters(recurse=False))
+            if parameters and not any(p.requires_grad for p in parameters):
+                module.eval()
+    return model
+
+
+def changed_tensors(before: dict[str, torch.Tensor], model: nn.Module) -> list[str]:
+    """Names of the parameters and buffers of ``model`` that differ from the ``before`` copy of
+    its ``state_dict`` (counters such as ``num_batches_tracked`` included)."""
+    return [
+        name for name, value in model.state_dict().items() if not torch.equal(value, before[name])
+    ]
+
+
+def new_head(model: nn.Module, num_classes: int = 10) -> nn.Module:
+    """Replace the last linear layer by a freshly initialized one with ``num_classes`` outputs
+    (drawn from PyTorch's global generator: seed it for a reproducible head)."""
+    model.classifier[-1] = nn.Linear(model.classifier[-1].in_features, num_classes)
+    return model
+
+
+def finetune(
+    pretrained: nn.Module | None,
+    method: Method,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    build: Callable[[], nn.Module],
+    steps: int = 150,
+    batch_size: int = 32,
+    lr: float = 0.01,
+    backbone_lr_factor: float = 0.1,
+    seed: int = 0,
+) -> nn.Module:
+    """Adapt a model to (``images``, ``labels``) with one of four methods; return it in eval mode.
+
+    * ``scratch``: a fresh model from ``build()``, all layers trained;
+    * ``linear_probe``: the pre-trained backbone frozen, a *new* linear head trained;
+    * ``head``: the backbone frozen, the pre-trained head trained further;
+    * ``full``: everything trained, the backbone at ``backbone_lr_factor`` times the head's rate.
+
+    ``images`` are normalized (N, 1, 28, 28). Adam for ``steps`` steps with cosine decay; frozen
+    batch-norm layers stay in eval mode (:func:`train_mode`).
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    torch.manual_seed(seed)
+    if method == "scratch":
+        model = build()
+        groups = [{"params": list(model.parameters())}]
+    else:
+        if pretrained is None:
+            raise ValueError(f"method {method!r} needs a pre-trained model")
+        model = copy.deepcopy(pretrained)
+        if method == "linear_probe":
+            new_head(model)
+        if method in ("linear_probe", "head"):
+            freeze_backbone(model)
+            groups = [{"params": trainable_parameters(model)}]
+        else:
+            head = list(model.classifier.parameters())
+            groups = [
+                {"params": list(model.features.parameters()), "lr": lr * backbone_lr_factor},
+                {"params": head},
+            ]
+    optimizer = torch.optim.Adam(groups, lr=lr)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    generator = torch.Generator().manual_seed(seed)
+    train_mode(model)
+    for _ in range(steps):
+        index = torch.randint(len(labels), (min(batch_size, len(labels)),), generator=generator)
+        loss = F.cross_entropy(model(images[index]), labels[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Share of ``images`` (normalized) that ``model`` classifies correctly, in eval mode."""
+    model.eval()
+    return (model(images).argmax(1) == labels).float().mean().item()

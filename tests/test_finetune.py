@@ -1,0 +1,106 @@
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hwr_utils.data import to_float
+from hwr_utils.finetune import (
+    METHODS,
+    changed_tensors,
+    finetune,
+    freeze_backbone,
+    load_uci_digits,
+    stratified_split,
+    train_mode,
+    trainable_parameters,
+)
+from hwr_utils.models import ArticleNet, build_model
+from hwr_utils.train import load_checkpoint, model_from_checkpoint
+
+
+def one_step(model, parameters, train=train_mode):
+    optimizer = torch.optim.SGD(parameters, lr=0.1)
+    train(model)
+    torch.manual_seed(0)
+    loss = F.cross_entropy(model(torch.randn(16, 1, 28, 28)), torch.randint(0, 10, (16,)))
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+
+def test_the_articles_unfreezing_unfreezes_nothing():
+    model = ArticleNet()
+    for parameter in model.parameters():
+        parameter.requires_grad = False
+    model.fc1.requires_grad = True  # the article's line: a new attribute on the module
+    assert model.fc1.requires_grad is True
+    assert not any(p.requires_grad for p in model.parameters())
+    model.fc1.requires_grad_(True)  # the method sets it on every parameter of the module
+    assert all(p.requires_grad for p in model.fc1.parameters())
+    assert not any(p.requires_grad for p in model.conv1.parameters())
+
+
+def test_frozen_backbone_stays_put_head_moves():
+    model = freeze_backbone(build_model("hwrnet", width=4))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    one_step(model, trainable_parameters(model))
+    changed = changed_tensors(before, model)
+    assert changed and all(name.startswith("classifier.") for name in changed)
+
+
+def test_without_eval_mode_frozen_batch_norm_drifts():
+    model = freeze_backbone(build_model("hwrnet", width=4))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    one_step(model, trainable_parameters(model), train=lambda m: m.train())
+    assert any(name.endswith("running_mean") for name in changed_tensors(before, model))
+
+
+def test_finetune_methods_touch_what_they_should(tiny_checkpoint, mnist):
+    pretrained = model_from_checkpoint(load_checkpoint(tiny_checkpoint))
+    original = {k: v.clone() for k, v in pretrained.state_dict().items()}
+    x, y = to_float(mnist[1].images[:64]), mnist[1].labels[:64]
+
+    def build():
+        return build_model("hwrnet", width=8)
+
+    for method in METHODS:
+        model = finetune(pretrained, method, x, y, build, steps=5, seed=1)
+        assert not model.training
+        changed = set(changed_tensors(original, model))
+        features_changed = any(name.startswith("features.") for name in changed)
+        assert features_changed == (method in ("scratch", "full")), method
+        assert "classifier.2.weight" in changed, method
+    assert not changed_tensors(original, pretrained)  # the pre-trained model is left intact
+    with pytest.raises(ValueError, match="unknown method"):
+        finetune(pretrained, "everything", x, y, build)
+
+
+def test_finetuning_learns_the_new_data(tiny_checkpoint, mnist):
+    pretrained = model_from_checkpoint(load_checkpoint(tiny_checkpoint))
+    # "new data": MNIST test digits, inverted, which the pre-trained model gets mostly wrong
+    x = to_float(255 - mnist[1].images[:300])
+    y = mnist[1].labels[:300]
+    tuned = finetune(pretrained, "full", x[:200], y[:200], None, steps=60, lr=0.003)
+    before = (pretrained(x[200:]).argmax(1) == y[200:]).float().mean()
+    after = (tuned(x[200:]).argmax(1) == y[200:]).float().mean()
+    assert after > before + 0.2
+
+
+def test_uci_digits_are_mnist_like():
+    images, labels = load_uci_digits()
+    assert images.shape == (1797, 28, 28) and images.dtype == torch.uint8
+    assert labels.bincount().tolist() == [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
+    centres = [cv2.moments(image.numpy().astype(np.float32)) for image in images[:50]]
+    cx = np.mean([m["m10"] / m["m00"] for m in centres])
+    cy = np.mean([m["m01"] / m["m00"] for m in centres])
+    assert abs(cx - 14) < 0.5 and abs(cy - 14) < 0.5
+
+
+def test_stratified_split():
+    labels = torch.arange(10).repeat(20)
+    first = stratified_split(labels, 5, seed=0)
+    assert labels[first].bincount().tolist() == [5] * 10
+    assert torch.equal(first, stratified_split(labels, 5, seed=0))
+    rest = stratified_split(labels, None, seed=0, exclude=first)
+    assert len(rest) == 150 and not set(rest.tolist()) & set(first.tolist())
