@@ -172,6 +172,33 @@ def train_val_split(
     )
 
 
+def make_rare(split: MNISTSplit, digit: int, share: float, seed: int = 0) -> MNISTSplit:
+    """Keep only ``share`` of the examples of ``digit`` (drawn with ``seed``), all the others."""
+    if not 0 < share <= 1:
+        raise ValueError(f"share must be in (0, 1], got {share}")
+    generator = torch.Generator().manual_seed(seed)
+    of_digit = torch.nonzero(split.labels == digit).flatten()
+    kept = of_digit[
+        torch.randperm(len(of_digit), generator=generator)[: max(1, round(share * len(of_digit)))]
+    ]
+    index = torch.cat([torch.nonzero(split.labels != digit).flatten(), kept]).sort().values
+    return MNISTSplit(split.images[index], split.labels[index])
+
+
+def oversample(split: MNISTSplit, seed: int = 0) -> MNISTSplit:
+    """Repeat the examples of every class, drawn with replacement, until each class has as many
+    as the largest one: the rare classes are seen as often as the common ones."""
+    generator = torch.Generator().manual_seed(seed)
+    target = int(split.labels.bincount().max())
+    index = []
+    for label in split.labels.unique():
+        members = torch.nonzero(split.labels == label).flatten()
+        extra = members[torch.randint(len(members), (target - len(members),), generator=generator)]
+        index += [members, extra]
+    index = torch.cat(index).sort().values
+    return MNISTSplit(split.images[index], split.labels[index])
+
+
 def to_float(
     images: torch.Tensor, mean: float = MNIST_MEAN, std: float = MNIST_STD
 ) -> torch.Tensor:

@@ -119,4 +119,4 @@ def fit_temperature(logits: torch.Tensor, targets: torch.Tensor, steps: int = 10
         return loss
 
     optimizer.step(closure)
-    return float(log_t.exp())
+    return float(log_t.detach().exp())

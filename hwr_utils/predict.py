@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from .preprocess import ImageError, load_image, preprocess_photo
 
 
-def photo_to_tensor(image28: torch.Tensor | object, mean: float, std: float) -> torch.Tensor:
+def photo_to_tensor(image28: np.ndarray | torch.Tensor, mean: float, std: float) -> torch.Tensor:
     """A 28x28 uint8 MNIST-style image -> normalized float tensor (1, 1, 28, 28)."""
     pixels = torch.as_tensor(image28, dtype=torch.float32) / 255.0
     return ((pixels - mean) / std).reshape(1, 1, *pixels.shape[-2:])
@@ -37,6 +38,10 @@ def predict_files(
             digit = preprocess_photo(load_image(path))
         except ImageError as error:
             results.append({"path": str(path), "error": str(error)})
+            continue
+        except Exception as error:  # an odd file must not stop the others: report it, go on
+            message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            results.append({"path": str(path), "error": f"could not be processed: {message}"})
             continue
         x = photo_to_tensor(digit, normalization["mean"], normalization["std"])
         probabilities = torch.softmax(model(x).float(), dim=1)[0]

@@ -170,8 +170,8 @@ def preprocess_photo(
     ``image``: (H, W) gray, (H, W, 3) RGB or (H, W, 4) RGBA, any size, dark ink on light paper
     or light on dark. Steps: grayscale -> shrink -> make the ink bright (invert when the border,
     i.e. the paper, is bright) -> subtract the paper's local level -> threshold (Otsu) -> drop
-    specks -> crop to the ink ->
-    fit in a 20x20 box keeping the aspect ratio -> centre by mass in 28x28.
+    specks -> crop to the ink -> fit in a 20x20 box keeping the aspect ratio -> centre by mass
+    in 28x28.
 
     With ``return_steps`` also returns a dict of the intermediate images, for the book's figures.
     ``shrink_with`` is the OpenCV interpolation used when shrinking (the book compares them).

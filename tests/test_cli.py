@@ -113,3 +113,23 @@ def test_module_entry_point():
         [sys.executable, "-m", "hwr_utils", "--help"], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0 and "train" in result.stdout and "predict" in result.stdout
+
+
+def test_an_unexpected_failure_is_reported_per_file(tiny_checkpoint, photos, capsys, monkeypatch):
+    from hwr_utils import predict
+
+    _, good = photos
+    real = predict.preprocess_photo
+
+    def fails_on_second(image, calls=[]):  # noqa: B006 -- a call counter
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("decoder exploded\nwith a second line")
+        return real(image)
+
+    monkeypatch.setattr(predict, "preprocess_photo", fails_on_second)
+    paths = [good[0][0], good[1][0], good[2][0]]
+    code, out, _ = run_cli(["predict", "--checkpoint", tiny_checkpoint, "--json", *paths], capsys)
+    results = json.loads(out)
+    assert code == 1 and "label" in results[0] and "label" in results[2]
+    assert results[1]["error"] == "could not be processed: decoder exploded"

@@ -37,6 +37,7 @@ def test_checkpoint_round_trip(tiny_checkpoint):
     torch.testing.assert_close(model(x), again(x))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # the malicious file's own
 def test_checkpoint_refuses_arbitrary_pickles(tmp_path):
     path = tmp_path / "evil.pt"
 
@@ -153,3 +154,17 @@ def test_compile_warmup_leaves_no_trace(monkeypatch):
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key]), key
     assert torch.equal(torch.get_rng_state(), rng_before)
+
+
+def test_fit_on_a_split_of_its_own_with_class_weights(tmp_path, mnist_root, mnist):
+    train = mnist[0]
+    only_two_digits = train.labels < 2
+    split = type(train)(train.images[only_two_digits][:600], train.labels[only_two_digits][:600])
+    weights = [1.0] * 10
+    checkpoint = fit(
+        tiny_config(tmp_path, mnist_root, epochs=1, class_weights=weights), train=split
+    )
+    # trained on 0s and 1s only: the test set's other digits cannot be right
+    assert checkpoint["metrics"]["test"]["accuracy"] < 0.25
+    with pytest.raises(ValueError, match="cannot be resumed"):
+        fit(tiny_config(tmp_path, mnist_root, epochs=1, resume=True), train=split)
