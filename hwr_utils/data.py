@@ -178,9 +178,8 @@ def make_rare(split: MNISTSplit, digit: int, share: float, seed: int = 0) -> MNI
         raise ValueError(f"share must be in (0, 1], got {share}")
     generator = torch.Generator().manual_seed(seed)
     of_digit = torch.nonzero(split.labels == digit).flatten()
-    kept = of_digit[
-        torch.randperm(len(of_digit), generator=generator)[: max(1, round(share * len(of_digit)))]
-    ]
+    count = max(1, round(share * len(of_digit)))
+    kept = of_digit[torch.randperm(len(of_digit), generator=generator)[:count]]
     index = torch.cat([torch.nonzero(split.labels != digit).flatten(), kept]).sort().values
     return MNISTSplit(split.images[index], split.labels[index])
 

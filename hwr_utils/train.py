@@ -117,7 +117,12 @@ def set_seed(seed: int) -> None:
 def pick_device(name: str = "auto") -> torch.device:
     """``auto`` means CUDA if present, else Apple's MPS, else the CPU."""
     if name != "auto":
-        device = torch.device(name)
+        try:
+            device = torch.device(name)
+        except RuntimeError:
+            raise ValueError(
+                f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps"
+            ) from None
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError("--device cuda was asked for, but CUDA is not available here")
         return device
@@ -131,9 +136,11 @@ def pick_device(name: str = "auto") -> torch.device:
 def maybe_compile(model: nn.Module, example: torch.Tensor) -> nn.Module:
     """``torch.compile`` the model; fall back to eager, with a warning, if compiling fails.
 
-    Compilation is lazy, so one forward pass on ``example`` forces it here, where a failure can
-    be caught. That pass must leave no trace: batch-norm statistics and random-number state
-    are put back, so a compiled run computes the same numbers as an eager one.
+    Compilation is lazy, so one forward pass on ``example`` (a batch of the training shape, so
+    the first real batch does not compile again) forces it here, where a failure can be caught.
+    That pass leaves no trace: batch-norm statistics and random-number state are put back, so
+    the compiled run starts exactly where an eager one would. (Its fused kernels still round
+    differently, so its numbers are close to, not identical with, an eager run's.)
     """
     saved = {k: v.clone() for k, v in model.state_dict().items()}
     devices = [example.device] if example.device.type == "cuda" else []
@@ -295,6 +302,8 @@ def fit(config: TrainConfig, train: MNISTSplit | None = None) -> dict[str, Any]:
     """
     if config.epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {config.epochs}")
+    if config.train_limit is not None and config.train_limit < 1:
+        raise ValueError(f"train_limit must be at least 1, got {config.train_limit}")
     set_seed(config.seed)
     device = pick_device(config.device)
     train_full, test = load_mnist(config.data_dir)
@@ -346,7 +355,8 @@ def fit(config: TrainConfig, train: MNISTSplit | None = None) -> dict[str, Any]:
         history, start_epoch, elapsed = state["history"], state["epoch"], state["train_seconds"]
         print(f"Resuming {config.out} after epoch {start_epoch}/{config.epochs}")
 
-    run_model = maybe_compile(model, train_x[:2].to(device)) if config.compile else model
+    example = train_x[: batches.batch_size]
+    run_model = maybe_compile(model, example) if config.compile else model
     if start_epoch >= config.epochs:
         checkpoint = state
     for epoch in range(start_epoch, config.epochs):

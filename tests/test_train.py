@@ -137,9 +137,13 @@ def test_argument_parser_matches_config():
         get_args_parser().parse_args(["--epochs", "three"])
 
 
-def test_zero_epochs_rejected(tmp_path, mnist_root):
+def test_bad_settings_rejected(tmp_path, mnist_root):
     with pytest.raises(ValueError, match="epochs"):
         fit(tiny_config(tmp_path, mnist_root, epochs=0))
+    with pytest.raises(ValueError, match="train_limit"):
+        fit(tiny_config(tmp_path, mnist_root, train_limit=0))
+    with pytest.raises(ValueError, match="unknown device"):
+        pick_device("gpu please")
 
 
 def test_compile_warmup_leaves_no_trace(monkeypatch):
