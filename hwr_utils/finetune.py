@@ -158,10 +158,3 @@ def finetune(
         optimizer.step()
         scheduler.step()
     return model.eval()
-
-
-@torch.no_grad()
-def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
-    """Share of ``images`` (normalized) that ``model`` classifies correctly, in eval mode."""
-    model.eval()
-    return (model(images).argmax(1) == labels).float().mean().item()

@@ -146,13 +146,13 @@ def layer_summary(model: nn.Module, input_shape: tuple[int, ...] = (1, 1, 28, 28
 
     names = {m: n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
     handles = [m.register_forward_hook(hook) for m in names]
+    was_training = model.training
     try:
-        was_training = model.training
         model.eval()
         with torch.no_grad():
             model(torch.zeros(input_shape))
-        model.train(was_training)
     finally:
+        model.train(was_training)
         for handle in handles:
             handle.remove()
     return rows

@@ -9,13 +9,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from .data import to_float
 from .preprocess import ImageError, load_image, preprocess_photo
 
 
 def photo_to_tensor(image28: np.ndarray | torch.Tensor, mean: float, std: float) -> torch.Tensor:
     """A 28x28 uint8 MNIST-style image -> normalized float tensor (1, 1, 28, 28)."""
-    pixels = torch.as_tensor(image28, dtype=torch.float32) / 255.0
-    return ((pixels - mean) / std).reshape(1, 1, *pixels.shape[-2:])
+    return to_float(torch.as_tensor(image28).unsqueeze(0), mean, std)
 
 
 @torch.no_grad()
@@ -40,8 +40,8 @@ def predict_files(
             results.append({"path": str(path), "error": str(error)})
             continue
         except Exception as error:  # an odd file must not stop the others: report it, go on
-            message = str(error).strip().splitlines()[0] if str(error).strip() else ""
-            results.append({"path": str(path), "error": f"could not be processed: {message}"})
+            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            results.append({"path": str(path), "error": f"could not be processed: {first_line}"})
             continue
         x = photo_to_tensor(digit, normalization["mean"], normalization["std"])
         probabilities = torch.softmax(model(x).float(), dim=1)[0]

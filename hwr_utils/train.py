@@ -304,12 +304,12 @@ def fit(config: TrainConfig, train: MNISTSplit | None = None) -> dict[str, Any]:
         raise ValueError(f"epochs must be at least 1, got {config.epochs}")
     if config.train_limit is not None and config.train_limit < 1:
         raise ValueError(f"train_limit must be at least 1, got {config.train_limit}")
+    if train is not None and config.resume:
+        raise ValueError("a run on a training split of its own cannot be resumed")
     set_seed(config.seed)
     device = pick_device(config.device)
     train_full, test = load_mnist(config.data_dir)
     default_train, val = train_val_split(train_full, config.val_size, seed=config.seed)
-    if train is not None and config.resume:
-        raise ValueError("a run on a training split of its own cannot be resumed")
     train = default_train if train is None else train
     if config.train_limit is not None:
         train = MNISTSplit(train.images[: config.train_limit], train.labels[: config.train_limit])
