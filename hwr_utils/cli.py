@@ -1,4 +1,4 @@
-"""The ``hwr`` command line: ``hwr train | evaluate | predict``."""
+"""The ``hwr`` command line: ``hwr train | evaluate | predict | export``."""
 
 from __future__ import annotations
 
@@ -6,17 +6,19 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
+
+import torch
 
 from . import __version__
 from .data import DataNotFoundError, load_mnist, to_float
+from .export import FORMATS, MissingDependencyError, ParityError, export_model, load_model
 from .metrics import classification_report, format_report
 from .predict import predict_files
 from .train import (
     config_from_args,
     fit,
     get_args_parser,
-    load_checkpoint,
-    model_from_checkpoint,
     pick_device,
     predict_logits,
 )
@@ -37,9 +39,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    checkpoint = load_checkpoint(args.checkpoint)
-    device = pick_device(args.device)
-    model = model_from_checkpoint(checkpoint).to(device)
+    model, checkpoint = load_model(args.checkpoint)
+    # An exported model runs where it was built for (ONNX Runtime, or the CPU); a checkpoint
+    # goes to the chosen device.
+    exported = Path(args.checkpoint).suffix in (".onnx", ".pt2")
+    device = torch.device("cpu") if exported else pick_device(args.device)
+    model = model.to(device)
     _, test = load_mnist(args.data_dir)
     norm = checkpoint["normalization"]
     logits = predict_logits(model, to_float(test.images, norm["mean"], norm["std"]), device)
@@ -49,8 +54,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    checkpoint = load_checkpoint(args.checkpoint)
-    model = model_from_checkpoint(checkpoint)
+    model, checkpoint = load_model(args.checkpoint)
     results = predict_files(
         model, args.images, checkpoint["normalization"], checkpoint["class_names"]
     )
@@ -69,6 +73,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if any("error" in r for r in results) else 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    out, difference = export_model(args.checkpoint, args.format, args.out)
+    print(
+        f"exported {args.checkpoint} to {out} ({args.format}); parity with the eager model: "
+        f"max |logit difference| {difference:.1e}, same predictions"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hwr", description="Handwritten digit recognition.")
     parser.add_argument("--version", action="version", version=f"hwr_utils {__version__}")
@@ -80,17 +93,23 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a checkpoint on the MNIST test set")
-    evaluate.add_argument("--checkpoint", required=True)
+    evaluate.add_argument("--checkpoint", required=True, help="a .pt checkpoint, .onnx or .pt2")
     evaluate.add_argument("--data-dir", default=None, help="folder holding MNIST/raw/")
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--json", action="store_true", help="print JSON")
     evaluate.set_defaults(run=cmd_evaluate)
 
     predict = commands.add_parser("predict", help="predict the digit in image files")
-    predict.add_argument("--checkpoint", required=True)
+    predict.add_argument("--checkpoint", required=True, help="a .pt checkpoint, .onnx or .pt2")
     predict.add_argument("images", nargs="+", metavar="IMAGE")
     predict.add_argument("--json", action="store_true", help="print a JSON list, one per image")
     predict.set_defaults(run=cmd_predict)
+
+    export = commands.add_parser("export", help="export a checkpoint to ONNX or torch.export")
+    export.add_argument("--checkpoint", required=True)
+    export.add_argument("--format", required=True, choices=FORMATS)
+    export.add_argument("--out", default=None, help="default: the checkpoint's name, new suffix")
+    export.set_defaults(run=cmd_export)
     return parser
 
 
@@ -98,7 +117,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (DataNotFoundError, FileNotFoundError, ValueError) as error:
+    except (
+        DataNotFoundError,
+        FileNotFoundError,
+        ValueError,
+        MissingDependencyError,
+        ParityError,
+    ) as error:
         # Errors the user can fix get one clear message, not a traceback.
         print(f"hwr {args.command}: error: {error}", file=sys.stderr)
         return 2

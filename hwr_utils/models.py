@@ -4,6 +4,7 @@
   the 28x28 images it is actually fed (the article sizes ``fc1`` for 224x224 input).
 * ``article2`` -- the second article's two-convolution network (it forgot to import
   ``torch.nn.functional``; here it is imported).
+* ``examples`` -- the network of pytorch/examples' MNIST script, the usual point of comparison.
 * ``hwrnet``   -- the book's own model: small, batch-normalized, fast on a laptop CPU.
 """
 
@@ -60,34 +61,56 @@ class Article2Net(nn.Module):
         return self.fc2(x)
 
 
-def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
-    """3x3 convolution (no bias: batch norm's shift replaces it), batch norm, ReLU."""
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-    )
+class ExamplesNet(nn.Module):
+    """pytorch/examples' MNIST network: two unpadded 3x3 convolutions (32, 64 channels), one
+    2x2 max pool, dropout 0.25 and 0.5 around a 128-unit hidden layer. It returns logits; the
+    original returns ``log_softmax`` and uses ``nll_loss``, which together are the same loss."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, 1)
+        self.conv2 = nn.Conv2d(32, 64, 3, 1)
+        self.dropout1 = nn.Dropout(0.25)
+        self.dropout2 = nn.Dropout(0.5)
+        self.fc1 = nn.Linear(9216, 128)  # 64 channels x 12 x 12 after the pool
+        self.fc2 = nn.Linear(128, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.conv1(x))
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = torch.flatten(self.dropout1(x), 1)
+        x = self.dropout2(F.relu(self.fc1(x)))
+        return self.fc2(x)
+
+
+def conv_bn_relu(in_channels: int, out_channels: int, batch_norm: bool = True) -> nn.Sequential:
+    """3x3 convolution, batch norm, ReLU. With batch norm the convolution has no bias (batch
+    norm's shift replaces it); without (an ablation in the training chapter) it has one."""
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=not batch_norm)
+    norm = nn.BatchNorm2d(out_channels) if batch_norm else nn.Identity()
+    return nn.Sequential(conv, norm, nn.ReLU(inplace=True))
 
 
 class HwrNet(nn.Module):
     """The book's model: three stages of 3x3 conv-BN-ReLU blocks, then a linear classifier.
 
     28x28 -> (conv) -> pool -> 14x14 -> (conv, conv) -> pool -> 7x7 -> (conv) -> pool -> 3x3
-    -> flatten -> dropout -> linear. ``width`` scales every layer's channel count.
+    -> flatten -> dropout -> linear. ``width`` scales every layer's channel count;
+    ``batch_norm=False`` drops the batch norms (to measure what they buy).
     """
 
     channels_last = True  # fit() stores it NHWC; the article models' .view() needs NCHW
 
-    def __init__(self, width: int = 16, dropout: float = 0.1) -> None:
+    def __init__(self, width: int = 16, dropout: float = 0.1, batch_norm: bool = True) -> None:
         super().__init__()
-        w = width
+        w, bn = width, batch_norm
         self.features = nn.Sequential(
-            conv_bn_relu(1, w),
+            conv_bn_relu(1, w, bn),
             nn.MaxPool2d(2),
-            conv_bn_relu(w, 2 * w),
-            conv_bn_relu(2 * w, 2 * w),
+            conv_bn_relu(w, 2 * w, bn),
+            conv_bn_relu(2 * w, 2 * w, bn),
             nn.MaxPool2d(2),
-            conv_bn_relu(2 * w, 4 * w),
+            conv_bn_relu(2 * w, 4 * w, bn),
             nn.MaxPool2d(2),
         )
         self.classifier = nn.Sequential(
@@ -101,12 +124,13 @@ class HwrNet(nn.Module):
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "article": ArticleNet,
     "article2": Article2Net,
+    "examples": ExamplesNet,
     "hwrnet": HwrNet,
 }
 
 
 def build_model(name: str, **config) -> nn.Module:
-    """Build a model by name (``article``, ``article2``, ``hwrnet``) with keyword ``config``."""
+    """Build a model by name (a key of :data:`MODELS`) with keyword ``config``."""
     try:
         factory = MODELS[name]
     except KeyError:

@@ -37,9 +37,16 @@ from .data import (
     to_float,
     train_val_split,
 )
-from .models import build_model
+from .models import MODELS, build_model
 
 CHECKPOINT_FORMAT = 1
+
+# (mean, std) subtracted from and divided into pixels scaled to [0, 1].
+NORMALIZATIONS = {
+    "mnist": (MNIST_MEAN, MNIST_STD),  # MNIST's statistics: zero mean, unit variance
+    "article": (0.5, 0.5),  # the article's Normalize((0.5,), (0.5,)): pixels in [-1, 1]
+    "none": (0.0, 1.0),  # pixels left in [0, 1]
+}
 
 
 @dataclass
@@ -47,13 +54,17 @@ class TrainConfig:
     """Everything that defines a training run. Defaults are the book's ``hwrnet`` recipe."""
 
     model: str = "hwrnet"
-    epochs: int = 20
+    epochs: int = 6  # validation accuracy 0.9940 at 6 epochs, 0.9948 at 20: not worth 3x the time
     batch_size: int = 128
     lr: float = 0.1  # peak learning rate of the one-cycle schedule (chosen on validation)
     weight_decay: float = 5e-4
     label_smoothing: float = 0.1
     class_weights: list[float] | None = None  # per-class loss weights (class imbalance)
     augment: bool = True
+    optimizer: str = "sgd"  # "sgd" (Nesterov momentum 0.9) or "adam"
+    schedule: str = "onecycle"  # "onecycle" or "constant" (the learning rate never changes)
+    normalization: str = "mnist"  # pixel scaling, a key of NORMALIZATIONS
+    bf16: bool = False  # bfloat16 autocast, used only where the hardware supports it
     val_size: int = 5000
     train_limit: int | None = None  # use only the first N training images (smoke runs, tests)
     seed: int = 0
@@ -72,9 +83,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Train a handwritten-digit classifier on MNIST.", add_help=add_help
     )
-    parser.add_argument(
-        "--model", default=defaults.model, choices=["article", "article2", "hwrnet"]
-    )
+    parser.add_argument("--model", default=defaults.model, choices=list(MODELS))
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate")
@@ -82,6 +91,14 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing)
     parser.add_argument(
         "--no-augment", dest="augment", action="store_false", help="train without augmentation"
+    )
+    parser.add_argument("--optimizer", default=defaults.optimizer, choices=["sgd", "adam"])
+    parser.add_argument("--schedule", default=defaults.schedule, choices=["onecycle", "constant"])
+    parser.add_argument(
+        "--normalization", default=defaults.normalization, choices=list(NORMALIZATIONS)
+    )
+    parser.add_argument(
+        "--bf16", action="store_true", help="bfloat16 autocast (only where supported)"
     )
     parser.add_argument("--val-size", type=int, default=defaults.val_size)
     parser.add_argument("--train-limit", type=int, default=None, help="use the first N images")
@@ -133,6 +150,18 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
+def bf16_supported(device: torch.device) -> bool:
+    """Whether bfloat16 autocast runs natively here: a GPU with bf16, or a CPU with AVX512-BF16
+    or AMX. Elsewhere PyTorch emulates bf16 with conversions, which is slower than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        cpu = getattr(torch._C, "_cpu", None)  # private, but the only probe PyTorch offers
+        probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        return any(getattr(cpu, name, lambda: False)() for name in probes)
+    return False
+
+
 def maybe_compile(model: nn.Module, example: torch.Tensor) -> nn.Module:
     """``torch.compile`` the model; fall back to eager, with a warning, if compiling fails.
 
@@ -165,15 +194,20 @@ def train_one_epoch(
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     progress: bool = True,
     description: str = "train",
+    bf16: bool = False,
 ) -> dict[str, float]:
-    """One pass over ``batches``; returns the mean training loss and accuracy."""
+    """One pass over ``batches``; returns the mean training loss and accuracy.
+
+    ``bf16`` runs the forward pass under bfloat16 autocast (check :func:`bf16_supported`).
+    """
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
     bar = tqdm(batches, desc=description, leave=False, disable=not progress)
     for images, labels in bar:
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        logits = model(images)
-        loss = criterion(logits, labels)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(images)
+            loss = criterion(logits, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -275,19 +309,32 @@ def load_or_train(
     return model_from_checkpoint(checkpoint), checkpoint
 
 
-def _make_optimizer(model: nn.Module, config: TrainConfig, steps_per_epoch: int):
-    # Weight decay on convolution and linear weights only, not on biases or batch-norm scales.
+def make_optimizer(
+    model: nn.Module, config: TrainConfig, steps_per_epoch: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """The optimizer and per-batch learning-rate schedule that ``config`` asks for.
+
+    Weight decay applies to convolution and linear weights only, not to biases or batch-norm
+    scales (decaying those only fights the normalization). The one-cycle schedule warms up to
+    ``config.lr`` over the first 30 % of the steps, then anneals to almost zero.
+    """
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    optimizer = torch.optim.SGD(
-        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay}],
-        lr=config.lr,
-        momentum=0.9,
-        nesterov=True,
-    )
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.lr, epochs=config.epochs, steps_per_epoch=steps_per_epoch
-    )
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay}]
+    if config.optimizer == "sgd":
+        optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=0.9, nesterov=True)
+    elif config.optimizer == "adam":
+        optimizer = torch.optim.AdamW(groups, lr=config.lr)
+    else:
+        raise ValueError(f"unknown optimizer {config.optimizer!r}; use sgd or adam")
+    if config.schedule == "onecycle":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=config.lr, epochs=config.epochs, steps_per_epoch=steps_per_epoch
+        )
+    elif config.schedule == "constant":
+        scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    else:
+        raise ValueError(f"unknown schedule {config.schedule!r}; use onecycle or constant")
     return optimizer, scheduler
 
 
@@ -313,9 +360,17 @@ def fit(config: TrainConfig, train: MNISTSplit | None = None) -> dict[str, Any]:
     train = default_train if train is None else train
     if config.train_limit is not None:
         train = MNISTSplit(train.images[: config.train_limit], train.labels[: config.train_limit])
+    if config.normalization not in NORMALIZATIONS:
+        raise ValueError(
+            f"unknown normalization {config.normalization!r}; use {', '.join(NORMALIZATIONS)}"
+        )
+    mean, std = NORMALIZATIONS[config.normalization]
+    bf16 = config.bf16 and bf16_supported(device)
+    if config.bf16 and not bf16:
+        warnings.warn(f"bfloat16 is not native on {device}; training in float32", stacklevel=2)
     # The whole training set lives on the device (188 MB as float32): no copy per batch.
-    train_x, train_y = to_float(train.images).to(device), train.labels.to(device)
-    val_x, test_x = to_float(val.images), to_float(test.images)
+    train_x, train_y = to_float(train.images, mean, std).to(device), train.labels.to(device)
+    val_x, test_x = to_float(val.images, mean, std), to_float(test.images, mean, std)
 
     augment = random_affine if config.augment else None
     batches = TensorBatches(
@@ -331,7 +386,7 @@ def fit(config: TrainConfig, train: MNISTSplit | None = None) -> dict[str, Any]:
     if getattr(model, "channels_last", False):
         # NHWC lets oneDNN pick faster convolution kernels on CPU (about 1.5x for hwrnet).
         model = model.to(memory_format=torch.channels_last)
-    optimizer, scheduler = _make_optimizer(model, config, len(batches))
+    optimizer, scheduler = make_optimizer(model, config, len(batches))
     weight = None if config.class_weights is None else torch.tensor(config.class_weights)
     criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing).to(
         device
@@ -371,6 +426,7 @@ def fit(config: TrainConfig, train: MNISTSplit | None = None) -> dict[str, Any]:
             scheduler,
             progress=config.progress,
             description=f"epoch {epoch + 1}/{config.epochs}",
+            bf16=bf16,
         )
         elapsed += time.perf_counter() - tic
         val_stats = evaluate(model, val_x, val.labels, device) if len(val) else {}
@@ -403,12 +459,13 @@ def _config_fingerprint(config: TrainConfig) -> dict[str, Any]:
 
 
 def _checkpoint(model, config, optimizer, scheduler, history, epoch, elapsed) -> dict[str, Any]:
+    mean, std = NORMALIZATIONS[config.normalization]
     return {
         "format": CHECKPOINT_FORMAT,
         "model": config.model,
         "model_config": dict(config.model_config),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "normalization": {"mean": MNIST_MEAN, "std": MNIST_STD},
+        "normalization": {"mean": mean, "std": std},
         "input_size": 28,
         "class_names": list(CLASS_NAMES),
         "train_config": _config_fingerprint(config),
