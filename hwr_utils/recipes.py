@@ -252,7 +252,7 @@ def race(
         for target in targets:
             if time_to[target] is None and accuracy >= target:
                 time_to[target] = clock
-        bar.update(clock - bar.n)
+        bar.update(int(clock) - bar.n)  # whole training seconds
         bar.set_postfix(accuracy=f"{accuracy:.4f}")
         done = bool(time_to) and all(t is not None for t in time_to.values())
         return done or (time_limit is not None and clock >= time_limit)
@@ -272,7 +272,7 @@ def race(
             if recipe.batch_scheduler is not None:
                 recipe.batch_scheduler.step()
             seen += len(labels)
-            loss_sum += loss.detach().float()  # no .item() here: it would sync every step
+            loss_sum += loss.detach().float()  # read out once per evaluation
             loss_count += 1
             last = epoch + 1 == recipe.epochs and step == steps
             if seen >= next_eval or last:
