@@ -110,14 +110,14 @@ def _metadata(checkpoint: dict[str, Any]) -> dict[str, Any]:
     return {k: checkpoint[k] for k in keys}
 
 
-def _example_batch(size: int = 256, data_dir: str | None = None) -> torch.Tensor:
-    """Real MNIST test digits if the data is here (parity on real inputs means something);
-    otherwise a seeded random batch."""
+def _example_batch(normalization: dict[str, float], size: int = 256) -> torch.Tensor:
+    """Real MNIST test digits, normalized as the model expects, if the data is here (parity on
+    real inputs means something); otherwise a seeded random batch."""
     from .data import DataNotFoundError, load_mnist, to_float
 
     try:
-        _, test = load_mnist(data_dir, download=False)
-        return to_float(test.images[:size])
+        _, test = load_mnist(download=False)
+        return to_float(test.images[:size], normalization["mean"], normalization["std"])
     except DataNotFoundError:
         return torch.randn(size, 1, 28, 28, generator=torch.Generator().manual_seed(0))
 
@@ -145,7 +145,7 @@ def export_model(
         _require_onnx()  # fail before any work when the extra is missing
     checkpoint = load_checkpoint(checkpoint_path)
     model = model_from_checkpoint(checkpoint)
-    example = _example_batch() if example is None else example
+    example = _example_batch(checkpoint["normalization"]) if example is None else example
     out = Path(out) if out is not None else Path(checkpoint_path).with_suffix(f".{fmt}")
     out.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
@@ -197,7 +197,12 @@ def load_exported(path: str | os.PathLike, fmt: str | None = None) -> nn.Module:
     if not path.is_file():
         raise FileNotFoundError(f"exported model not found: {path}")
     if fmt == "onnx":
-        return OnnxModel(path).eval()
+        _require_onnx()
+        try:
+            return OnnxModel(path).eval()
+        except Exception as error:  # onnxruntime raises its own kinds for a foreign file
+            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise ValueError(f"{path} is not a readable ONNX model: {first_line}") from None
     if fmt == "pt2":
         extra = {METADATA_KEY: ""}
         try:

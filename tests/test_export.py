@@ -114,5 +114,9 @@ def test_load_model_rejects_foreign_files(tmp_path):
     bad.write_bytes(b"not a program")
     with pytest.raises(ValueError, match="torch.export"):
         load_model(bad)
+    bad_onnx = tmp_path / "x.onnx"
+    bad_onnx.write_text("not a model")
+    with pytest.raises(ValueError, match="not a readable ONNX model"):
+        load_model(bad_onnx)
     with pytest.raises(FileNotFoundError):
         load_model(tmp_path / "missing.onnx")
