@@ -1,6 +1,6 @@
 """Time to accuracy: the article's recipe, pytorch/examples' recipe and hwr_utils', in one run.
 
-    python benchmarks/train_speed.py                  # full run (about 20 minutes on 2 cores)
+    python benchmarks/train_speed.py                  # full run (about 25 minutes on 2 cores)
     python benchmarks/train_speed.py --smoke          # seconds: keeps the script from rotting
     python benchmarks/train_speed.py --json out.json  # also write the figures as JSON
 
