@@ -122,9 +122,13 @@ def _example_batch(normalization: dict[str, float], size: int = 256) -> torch.Te
         return torch.randn(size, 1, 28, 28, generator=torch.Generator().manual_seed(0))
 
 
+def _dynamic_batch() -> tuple[dict[int, Any]]:
+    # Dimension 0 of the one input, the batch, stays free in both formats.
+    return ({0: torch.export.Dim("batch", min=1, max=65536)},)
+
+
 def _export_program(model: nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
-    batch = torch.export.Dim("batch", min=1, max=65536)
-    return torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+    return torch.export.export(model, (example,), dynamic_shapes=_dynamic_batch())
 
 
 def export_model(
@@ -172,14 +176,13 @@ def export_model(
 
 def _write_onnx(model: nn.Module, example: torch.Tensor, path: str, metadata: str) -> None:
     onnx, _ = _require_onnx()
-    batch = torch.export.Dim("batch", min=1, max=65536)
     program = torch.onnx.export(
         model,
         (example,),
         dynamo=True,
         input_names=["images"],
         output_names=["logits"],
-        dynamic_shapes=({0: batch},),
+        dynamic_shapes=_dynamic_batch(),
         verbose=False,
     )
     proto = program.model_proto

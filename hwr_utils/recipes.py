@@ -17,6 +17,7 @@ measure test accuracy; it reports when each target was first reached. The test s
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -27,26 +28,16 @@ from torch import nn
 from torchvision import transforms
 from tqdm import tqdm
 
-from .augment import random_affine
 from .data import (
     MNIST_MEAN,
     MNIST_STD,
-    MNISTSplit,
     TensorBatches,
     find_mnist,
     load_mnist,
     to_float,
-    train_val_split,
 )
-from .models import ArticleNet, ExamplesNet, build_model
-from .train import (
-    NORMALIZATIONS,
-    TrainConfig,
-    bf16_supported,
-    evaluate,
-    make_optimizer,
-    set_seed,
-)
+from .models import ArticleNet, ExamplesNet
+from .train import NORMALIZATIONS, TrainConfig, evaluate, prepare_training, set_seed
 
 # The article's per-image pipeline. On MNIST, Grayscale and Resize((28, 28)) change nothing:
 # the images are already one-channel 28x28.
@@ -177,37 +168,19 @@ def examples_recipe(
 
 
 def hwr_recipe(config: TrainConfig, name: str = "hwrnet") -> Recipe:
-    """The recipe ``hwr train`` runs for ``config`` (on the CPU; ``race`` trains on the CPU)."""
-    set_seed(config.seed)
-    train_full, test = load_mnist(config.data_dir)
-    train, _ = train_val_split(train_full, config.val_size, seed=config.seed)
-    if config.train_limit is not None:
-        train = MNISTSplit(train.images[: config.train_limit], train.labels[: config.train_limit])
-    mean, std = NORMALIZATIONS[config.normalization]
-    batches = TensorBatches(
-        to_float(train.images, mean, std),
-        train.labels,
-        config.batch_size,
-        shuffle=True,
-        seed=config.seed,
-        augment=random_affine if config.augment else None,
-        drop_last=len(train) >= config.batch_size,
-    )
-    model = build_model(config.model, **config.model_config)
-    if getattr(model, "channels_last", False):
-        model = model.to(memory_format=torch.channels_last)
-    optimizer, scheduler = make_optimizer(model, config, len(batches))
-
+    """The recipe ``hwr train`` runs for ``config``, built by the same
+    :func:`~hwr_utils.train.prepare_training`, on the CPU (where ``race`` trains)."""
+    setup = prepare_training(dataclasses.replace(config, device="cpu"))
     return Recipe(
         name=name,
-        model=model,
-        optimizer=optimizer,
+        model=setup.model,
+        optimizer=setup.optimizer,
         epochs=config.epochs,
-        batches=_epochs_of(batches),
-        test_images=to_float(test.images, mean, std),
-        criterion=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
-        batch_scheduler=scheduler,
-        bf16=config.bf16 and bf16_supported(torch.device("cpu")),
+        batches=_epochs_of(setup.batches),
+        test_images=setup.test_x,
+        criterion=setup.criterion,
+        batch_scheduler=setup.scheduler,
+        bf16=setup.bf16,
     )
 
 
@@ -226,6 +199,8 @@ def race(
     when the clock passes ``time_limit`` seconds, or after the recipe's epochs -- whichever
     comes first.
     """
+    if eval_every < 1:
+        raise ValueError(f"eval_every must be at least 1 image, got {eval_every}")
     device = torch.device("cpu")
     model, optimizer, criterion = recipe.model, recipe.optimizer, recipe.criterion
     time_to: dict[float, float | None] = dict.fromkeys(targets)

@@ -338,21 +338,27 @@ def make_optimizer(
     return optimizer, scheduler
 
 
-def fit(config: TrainConfig, train: MNISTSplit | None = None) -> dict[str, Any]:
-    """Train, validating after every epoch, then test once; return the final checkpoint dict.
+@dataclass
+class TrainingSetup:
+    """What :func:`prepare_training` builds from a :class:`TrainConfig`, ready to train."""
 
-    After each epoch the whole training state (weights, optimizer, schedule, RNG, history) is
-    saved atomically to ``config.out``. With ``config.resume`` a run restarts from that file
-    and finishes with exactly the numbers an uninterrupted run with the same seed gives.
-    ``train`` replaces the training split (the validation split stays MNIST's), for experiments
-    such as class imbalance; a run given one is not resumable.
-    """
-    if config.epochs < 1:
-        raise ValueError(f"epochs must be at least 1, got {config.epochs}")
-    if config.train_limit is not None and config.train_limit < 1:
-        raise ValueError(f"train_limit must be at least 1, got {config.train_limit}")
-    if train is not None and config.resume:
-        raise ValueError("a run on a training split of its own cannot be resumed")
+    device: torch.device
+    model: nn.Module
+    batches: TensorBatches  # the training split, normalized, on the device
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    criterion: nn.Module
+    val: MNISTSplit
+    test: MNISTSplit
+    val_x: torch.Tensor  # normalized, on the CPU
+    test_x: torch.Tensor
+    bf16: bool  # autocast to bfloat16 (asked for, and native here)
+
+
+def prepare_training(config: TrainConfig, train: MNISTSplit | None = None) -> TrainingSetup:
+    """Seed, load and split MNIST, and build the batches, model, optimizer and loss of
+    ``config``: everything :func:`fit` (and the recipe race) needs before the first step.
+    ``train`` replaces the training split, as in :func:`fit`."""
     set_seed(config.seed)
     device = pick_device(config.device)
     train_full, test = load_mnist(config.data_dir)
@@ -392,6 +398,32 @@ def fit(config: TrainConfig, train: MNISTSplit | None = None) -> dict[str, Any]:
         device
     )
 
+    return TrainingSetup(
+        device, model, batches, optimizer, scheduler, criterion, val, test, val_x, test_x, bf16
+    )
+
+
+def fit(config: TrainConfig, train: MNISTSplit | None = None) -> dict[str, Any]:
+    """Train, validating after every epoch, then test once; return the final checkpoint dict.
+
+    After each epoch the whole training state (weights, optimizer, schedule, RNG, history) is
+    saved atomically to ``config.out``. With ``config.resume`` a run restarts from that file
+    and finishes with exactly the numbers an uninterrupted run with the same seed gives.
+    ``train`` replaces the training split (the validation split stays MNIST's), for experiments
+    such as class imbalance; a run given one is not resumable.
+    """
+    if config.epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {config.epochs}")
+    if config.train_limit is not None and config.train_limit < 1:
+        raise ValueError(f"train_limit must be at least 1, got {config.train_limit}")
+    if train is not None and config.resume:
+        raise ValueError("a run on a training split of its own cannot be resumed")
+    setup = prepare_training(config, train)
+    device, model, batches = setup.device, setup.model, setup.batches
+    optimizer, scheduler, criterion = setup.optimizer, setup.scheduler, setup.criterion
+    val, test = setup.val, setup.test
+    val_x, test_x, bf16 = setup.val_x, setup.test_x, setup.bf16
+
     history: list[dict[str, float]] = []
     start_epoch, elapsed = 0, 0.0
     if config.resume and Path(config.out).is_file():
@@ -410,7 +442,7 @@ def fit(config: TrainConfig, train: MNISTSplit | None = None) -> dict[str, Any]:
         history, start_epoch, elapsed = state["history"], state["epoch"], state["train_seconds"]
         print(f"Resuming {config.out} after epoch {start_epoch}/{config.epochs}")
 
-    example = train_x[: batches.batch_size]
+    example = batches.images[: batches.batch_size]
     run_model = maybe_compile(model, example) if config.compile else model
     if start_epoch >= config.epochs:
         checkpoint = state

@@ -71,6 +71,12 @@ def test_race_stops_at_the_time_limit(mnist_root, mnist):
     assert len(result.curve) == 1 and result.curve[0]["images"] == 64
 
 
+def test_race_rejects_a_bad_interval(mnist_root, mnist):
+    recipe = article_recipe(epochs=1, data_dir=mnist_root, limit=64)
+    with pytest.raises(ValueError, match="eval_every"):
+        race(recipe, mnist[1].labels, eval_every=0)
+
+
 def test_examples_recipe_steps_its_schedule_per_epoch(mnist_root, mnist):
     recipe = examples_recipe(epochs=2, data_dir=mnist_root, limit=128)
     race(recipe, mnist[1].labels, (1.01,), eval_every=10**9, progress=False)
