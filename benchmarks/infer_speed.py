@@ -23,9 +23,9 @@ from pathlib import Path
 
 import torch
 
+from hwr_utils.bench.engines import describe_machine, inference_engines, latency_ms, predict_all
 from hwr_utils.data import load_mnist, to_float
-from hwr_utils.deploy import describe_machine, inference_engines, latency_ms, predict_all
-from hwr_utils.train import load_or_train
+from hwr_utils.teaching.notebooks import load_or_train
 
 
 def main() -> None:
@@ -40,12 +40,11 @@ def main() -> None:
     model, checkpoint = load_or_train(args.checkpoint, smoke=args.smoke)
     print(f"model: {checkpoint['path']} ({checkpoint['model']})")
     train, test = load_mnist()
-    mean, std = checkpoint["normalization"]["mean"], checkpoint["normalization"]["std"]
-    images = to_float(test.images, mean, std)
+    images = to_float(test.images)  # pixels in [0, 1]: every engine normalizes inside
     labels = test.labels
     if args.smoke:
         images, labels = images[:1000], labels[:1000]
-    calibration = to_float(train.images[:512], mean, std)  # training images, never test ones
+    calibration = to_float(train.images[:512])  # training images, never test ones
     calls = 50 if args.smoke else 2000
 
     results = {}

@@ -6,7 +6,7 @@
 
 Every recipe trains on the CPU, in this one process, one after the other; every
 ``--eval-every`` training images the clock stops and MNIST's test accuracy is measured (see
-``hwr_utils.recipes.race``). The table gives training images per second and the training time
+``hwr_utils.bench.recipes.race``). The table gives training images per second and the training time
 at which each target was first reached, then the speed-ups of the book's recipes. Figures are
 printed, never asserted: they depend on the machine.
 """
@@ -19,10 +19,10 @@ import sys
 import time
 from pathlib import Path
 
+from hwr_utils.bench.engines import describe_machine
+from hwr_utils.bench.recipes import article_recipe, examples_recipe, hwr_recipe, race
+from hwr_utils.config import TrainConfig
 from hwr_utils.data import load_mnist
-from hwr_utils.deploy import describe_machine
-from hwr_utils.recipes import article_recipe, examples_recipe, hwr_recipe, race
-from hwr_utils.train import TrainConfig
 
 TARGETS = (0.985, 0.99, 0.995)
 

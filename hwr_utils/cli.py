@@ -1,4 +1,10 @@
-"""The ``hwr`` command line: ``hwr train | evaluate | predict | export``."""
+"""The ``hwr`` command line: ``hwr train | evaluate | predict | export``.
+
+Only ``hwr train`` imports the training engine (when it runs); predicting, evaluating and
+exporting need the model, not the means to train it. Errors a user can fix
+(:class:`~hwr_utils.errors.HwrError`) print one line and exit with status 2; anything else is a
+bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
@@ -11,20 +17,19 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .data import DataNotFoundError, load_mnist, to_float
-from .export import FORMATS, MissingDependencyError, ParityError, export_model, load_model
+from .checkpoints import load_model
+from .config import config_from_args, get_args_parser
+from .data import load_mnist, to_float
+from .errors import HwrError
+from .export import FORMATS, export_model
 from .metrics import classification_report, format_report
-from .predict import predict_files
-from .train import (
-    config_from_args,
-    fit,
-    get_args_parser,
-    pick_device,
-    predict_logits,
-)
+from .predict import predict_files, predict_logits
+from .runtime import pick_device
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .train import fit
+
     config = config_from_args(args)
     tic = time.perf_counter()
     checkpoint = fit(config)
@@ -46,8 +51,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     device = torch.device("cpu") if exported else pick_device(args.device)
     model = model.to(device)
     _, test = load_mnist(args.data_dir)
-    norm = checkpoint["normalization"]
-    logits = predict_logits(model, to_float(test.images, norm["mean"], norm["std"]), device)
+    logits = predict_logits(model, to_float(test.images), device)
     report = classification_report(test.labels, logits.argmax(1), checkpoint["class_names"])
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
@@ -55,9 +59,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     model, checkpoint = load_model(args.checkpoint)
-    results = predict_files(
-        model, args.images, checkpoint["normalization"], checkpoint["class_names"]
-    )
+    results = predict_files(model, args.images, checkpoint["class_names"])
     if args.json:
         print(json.dumps(results, indent=2))
     else:
@@ -117,13 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (
-        DataNotFoundError,
-        FileNotFoundError,
-        ValueError,
-        MissingDependencyError,
-        ParityError,
-    ) as error:
+    except HwrError as error:
         # Errors the user can fix get one clear message, not a traceback.
         print(f"hwr {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -1,22 +1,26 @@
-"""MNIST, held in memory as tensors.
+"""MNIST, held in memory as tensors (introduced in the preprocessing chapter).
 
-Where the data comes from, in order: an explicit ``data_dir`` argument, the ``HWR_DATA``
-environment variable, ``./data``, and finally a download through torchvision. Each of those
-is a *root* folder laid out as torchvision lays it out: ``<root>/MNIST/raw/<idx files>``.
-Every file is MD5-checked before it is read, so a truncated or corrupted download is
-reported instead of silently trained on.
+Where the data comes from, in order: an explicit ``data_dir`` argument (and then only there),
+the ``HWR_DATA`` environment variable, ``./data``, the ``data/`` folder of the repository
+checkout this library runs from (so a chapter run from ``book/`` finds what ``hwr train`` run at
+the repository's root downloaded), and finally a download through torchvision. Each of those is a
+*root* folder laid out as torchvision lays it out: ``<root>/MNIST/raw/<idx files>``. Every file
+is MD5-checked before it is read, once per process: a truncated or corrupted download is
+reported instead of silently trained on, and later calls reuse the tensors already loaded.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torchvision.datasets.mnist import read_image_file, read_label_file
+
+from .errors import HwrError
 
 # MNIST's own normalization, computed from the 60,000 training images (the book recomputes it).
 MNIST_MEAN = 0.1307
@@ -32,11 +36,11 @@ MNIST_MD5 = {
 }
 
 
-class DataNotFoundError(FileNotFoundError):
+class DataNotFoundError(HwrError, FileNotFoundError):
     """MNIST is in none of the places we look, and could not be downloaded."""
 
 
-class ChecksumError(ValueError):
+class ChecksumError(HwrError, ValueError):
     """A data file is present but its contents are not the official ones."""
 
 
@@ -49,14 +53,30 @@ def _has_all_files(root: Path) -> bool:
     return all((raw_dir(root) / name).is_file() for name in MNIST_MD5)
 
 
+def checkout_root() -> Path | None:
+    """The repository checkout this library is imported from (an editable install), or None
+    for an installed wheel."""
+    root = Path(__file__).resolve().parents[1]
+    return root if (root / "pyproject.toml").is_file() and (root / "book").is_dir() else None
+
+
+def default_root() -> Path:
+    """Where a download goes: the checkout's ``data/`` when there is one, else ``./data``."""
+    root = checkout_root()
+    return root / "data" if root is not None else Path("data")
+
+
 def candidate_roots(data_dir: str | os.PathLike | None = None) -> list[tuple[str, Path]]:
-    """The places searched for MNIST, in order, each with a label saying where it came from."""
-    places: list[tuple[str, Path]] = []
+    """The places searched for MNIST, in order, each with a label saying where it came from.
+    An explicit ``data_dir`` is the only place searched."""
     if data_dir is not None:
-        places.append(("argument", Path(data_dir)))
+        return [("argument", Path(data_dir))]
+    places: list[tuple[str, Path]] = []
     if os.environ.get("HWR_DATA"):
         places.append(("$HWR_DATA", Path(os.environ["HWR_DATA"])))
     places.append(("./data", Path("data")))
+    if default_root().resolve() != Path("data").resolve():
+        places.append(("the repository's data/", default_root()))
     return places
 
 
@@ -94,18 +114,26 @@ def _download(root: Path) -> None:
 
 
 def find_mnist(data_dir: str | os.PathLike | None = None, download: bool = True) -> Path:
-    """Return the root folder holding MNIST, downloading it into ``./data`` if needed.
+    """Return the root folder holding MNIST, downloading it into :func:`default_root` if needed.
 
-    Raises :class:`DataNotFoundError` with the places searched when the data is nowhere
-    and the download is disabled or fails (no internet).
+    Raises :class:`DataNotFoundError` with the places searched when the data is nowhere and the
+    download is disabled or fails (no internet). An explicit ``data_dir`` without the files is
+    an error naming that folder: it is never replaced by another place.
     """
     places = candidate_roots(data_dir)
     for _, root in places:
         if _has_all_files(root):
             return root
+    files = ", ".join(MNIST_MD5)
+    if data_dir is not None:
+        raise DataNotFoundError(
+            f"MNIST is not in {raw_dir(data_dir)} (given with --data-dir / data_dir): "
+            f"put the four uncompressed IDX files ({files}) there, or leave the option out "
+            "to use HWR_DATA, ./data or a download"
+        )
     looked = "\n".join(f"  - {raw_dir(root)}  (from {label})" for label, root in places)
     if download:
-        target = Path("data")
+        target = default_root()
         try:
             _download(target)
         except Exception as error:  # torchvision raises several kinds when offline
@@ -117,10 +145,9 @@ def find_mnist(data_dir: str | os.PathLike | None = None, download: bool = True)
     else:
         reason = "Downloading was disabled."
     raise DataNotFoundError(
-        "MNIST was not found. Looked for the four IDX files "
-        f"({', '.join(MNIST_MD5)}) in:\n{looked}\n{reason}\n"
-        "Fix: put the uncompressed files in <DIR>/MNIST/raw/ and pass --data-dir <DIR> "
-        "or set HWR_DATA=<DIR>."
+        f"MNIST was not found. Looked for the four IDX files ({files}) in:\n{looked}\n"
+        f"{reason}\nFix: put the uncompressed files in <DIR>/MNIST/raw/ and pass --data-dir "
+        "<DIR> or set HWR_DATA=<DIR>."
     )
 
 
@@ -135,23 +162,38 @@ class MNISTSplit:
         return len(self.labels)
 
 
+# Loaded MNIST per resolved root folder: checksums and parsing cost about a second, once.
+_LOADED: dict[Path, tuple[MNISTSplit, MNISTSplit]] = {}
+
+
 def load_mnist(
     data_dir: str | os.PathLike | None = None, download: bool = True, verify: bool = True
 ) -> tuple[MNISTSplit, MNISTSplit]:
-    """Load MNIST's training (60,000) and test (10,000) sets as uint8 tensors in memory."""
-    root = find_mnist(data_dir, download=download)
-    if verify:
-        verify_checksums(root)
-    folder = raw_dir(root)
-    train = MNISTSplit(
-        read_image_file(str(folder / "train-images-idx3-ubyte")),
-        read_label_file(str(folder / "train-labels-idx1-ubyte")),
+    """Load MNIST's training (60,000) and test (10,000) sets as uint8 tensors in memory.
+
+    The files are read and checked once per process; every call returns fresh copies of the
+    tensors, so a caller that changes them in place changes nobody else's.
+    """
+    root = find_mnist(data_dir, download=download).resolve()
+    if root not in _LOADED:
+        if verify:
+            verify_checksums(root)
+        folder = raw_dir(root)
+        _LOADED[root] = (
+            MNISTSplit(
+                read_image_file(str(folder / "train-images-idx3-ubyte")),
+                read_label_file(str(folder / "train-labels-idx1-ubyte")),
+            ),
+            MNISTSplit(
+                read_image_file(str(folder / "t10k-images-idx3-ubyte")),
+                read_label_file(str(folder / "t10k-labels-idx1-ubyte")),
+            ),
+        )
+    train, test = _LOADED[root]
+    return (
+        MNISTSplit(train.images.clone(), train.labels.clone()),
+        MNISTSplit(test.images.clone(), test.labels.clone()),
     )
-    test = MNISTSplit(
-        read_image_file(str(folder / "t10k-images-idx3-ubyte")),
-        read_label_file(str(folder / "t10k-labels-idx1-ubyte")),
-    )
-    return train, test
 
 
 def train_val_split(
@@ -198,17 +240,29 @@ def oversample(split: MNISTSplit, seed: int = 0) -> MNISTSplit:
     return MNISTSplit(split.images[index], split.labels[index])
 
 
-def to_float(
-    images: torch.Tensor, mean: float = MNIST_MEAN, std: float = MNIST_STD
-) -> torch.Tensor:
-    """uint8 images (N, 28, 28) -> normalized float32 tensor (N, 1, 28, 28)."""
-    return ((images.float() / 255.0 - mean) / std).unsqueeze(1)
+def to_float(images: torch.Tensor, mean: float = 0.0, std: float = 1.0) -> torch.Tensor:
+    """uint8 images (N, 28, 28) -> float32 (N, 1, 28, 28), pixels in [0, 1]: what every model
+    of the book takes (each normalizes inside, see :class:`hwr_utils.models.Normalize`).
+
+    ``mean`` and ``std``, when given, normalize here too: for the chapters that show what
+    normalization does, and for pipelines such as the article's that normalize outside the model.
+    """
+    scaled = (images.float() / 255.0).unsqueeze(1)
+    return scaled if (mean, std) == (0.0, 1.0) else (scaled - mean) / std
+
+
+def pixels_to_float(images: torch.Tensor) -> torch.Tensor:
+    """A uint8 batch in any shape -> float32 in [0, 1]; float batches pass unchanged."""
+    return images.float() / 255.0 if images.dtype == torch.uint8 else images
 
 
 class TensorBatches:
     """Mini-batches served straight from in-memory tensors (no per-sample PIL round trip).
 
-    ``images`` are already normalized float tensors (N, 1, 28, 28). With ``shuffle`` the order
+    ``images`` are raw pixels, (N, 1, H, W): uint8 (a quarter of float32's memory) or floats in
+    [0, 1]. Each batch is augmented in that pixel space, where the black background is 0, and
+    only then turned into floats in [0, 1]; the model normalizes. ``targets`` can be any tensor
+    whose first dimension is N (class labels, or encoded strings). With ``shuffle`` the order
     is drawn from a private generator seeded by ``seed + epoch``, so epoch *k* always sees the
     same batches: this is what lets ``--resume`` reproduce an uninterrupted run exactly.
     ``augment`` (a function of a batch) is applied to each batch, e.g.
@@ -218,16 +272,18 @@ class TensorBatches:
     def __init__(
         self,
         images: torch.Tensor,
-        labels: torch.Tensor,
+        targets: torch.Tensor,
         batch_size: int,
         shuffle: bool = False,
         seed: int = 0,
-        augment=None,
+        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
         drop_last: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
-        self.images, self.labels = images, labels
+        if len(images) != len(targets):
+            raise ValueError(f"{len(images)} images but {len(targets)} targets")
+        self.images, self.targets = images, targets
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.augment, self.drop_last = augment, drop_last
         self.epoch = 0
@@ -237,16 +293,16 @@ class TensorBatches:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        n = len(self.labels)
+        n = len(self.targets)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        n = len(self.labels)
+        n = len(self.targets)
         order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
         for i in range(len(self)):
-            idx = order[i * self.batch_size : (i + 1) * self.batch_size]
-            x, y = self.images[idx], self.labels[idx]
+            idx = order[i * self.batch_size : (i + 1) * self.batch_size].to(self.images.device)
+            x, y = self.images[idx], self.targets[idx]
             if self.augment is not None:
                 x = self.augment(x)
-            yield x, y
+            yield pixels_to_float(x), y

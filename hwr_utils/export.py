@@ -17,38 +17,28 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from .train import load_checkpoint, model_from_checkpoint
+from .checkpoints import atomic_path, load_checkpoint, model_from_checkpoint, task_from_checkpoint
+from .errors import CheckpointError, ConfigError, HwrError, first_line, require
+from .tasks import Task
 
 PARITY_ATOL = 1e-4
 FORMATS = ("onnx", "pt2")
-METADATA_KEY = "hwr"  # ONNX metadata property / .pt2 extra file holding normalization, classes
+METADATA_KEY = "hwr"  # ONNX metadata property / .pt2 extra file holding task, classes, shape
 
 
-class ParityError(RuntimeError):
+class ParityError(HwrError, RuntimeError):
     """An exported model disagrees with the eager model it came from."""
 
 
-class MissingDependencyError(ImportError):
-    """An optional dependency (the ``deploy`` extra) is not installed."""
-
-
 def _require_onnx():
-    try:
-        import onnx
-        import onnxruntime
-    except ImportError as error:
-        raise MissingDependencyError(
-            f"ONNX export and inference need the deploy extra ({error.name} is missing): "
-            'pip install -e ".[deploy]"'
-        ) from None
-    return onnx, onnxruntime
+    purpose = "ONNX export and inference"
+    return require("onnx", purpose), require("onnxruntime", purpose)
 
 
 def check_parity(
@@ -106,29 +96,34 @@ class ProgramModel(nn.Module):
 
 
 def _metadata(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    keys = ("model", "model_config", "normalization", "class_names", "input_size")
-    return {k: checkpoint[k] for k in keys}
+    keys = ("model", "model_config", "task", "task_config", "class_names", "input_shape")
+    return {k: checkpoint[k] for k in keys} | {"normalization": "inside the model"}
 
 
-def _example_batch(normalization: dict[str, float], size: int = 256) -> torch.Tensor:
-    """Real MNIST test digits, normalized as the model expects, if the data is here (parity on
-    real inputs means something); otherwise a seeded random batch."""
+def _example_batch(task: Task, size: int = 256) -> torch.Tensor:
+    """Real MNIST test digits (pixels in [0, 1]) when the task takes them and the data is here
+    (parity on real inputs means something); otherwise a seeded random batch of that shape."""
     from .data import DataNotFoundError, load_mnist, to_float
 
-    try:
-        _, test = load_mnist(download=False)
-        return to_float(test.images[:size], normalization["mean"], normalization["std"])
-    except DataNotFoundError:
-        return torch.randn(size, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    if tuple(task.input_shape) == (1, 28, 28):
+        try:
+            _, test = load_mnist(download=False)
+            return to_float(test.images[:size])
+        except DataNotFoundError:
+            pass
+    return torch.rand(size, *task.input_shape, generator=torch.Generator().manual_seed(0))
 
 
-def _dynamic_batch() -> tuple[dict[int, Any]]:
-    # Dimension 0 of the one input, the batch, stays free in both formats.
-    return ({0: torch.export.Dim("batch", min=1, max=65536)},)
+def _dynamic_shapes(task: Task) -> tuple[dict[int, Any]]:
+    # The task says which dimensions of its one input vary (the batch, for a classifier).
+    dims = {i: torch.export.Dim(name, min=1, max=65536) for i, name in task.dynamic_dims.items()}
+    return (dims,)
 
 
-def _export_program(model: nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
-    return torch.export.export(model, (example,), dynamic_shapes=_dynamic_batch())
+def _export_program(
+    model: nn.Module, example: torch.Tensor, task: Task
+) -> torch.export.ExportedProgram:
+    return torch.export.export(model, (example,), dynamic_shapes=_dynamic_shapes(task))
 
 
 def export_model(
@@ -144,37 +139,33 @@ def export_model(
     logit difference on ``example`` (default: the first 256 MNIST test digits).
     """
     if fmt not in FORMATS:
-        raise ValueError(f"unknown export format {fmt!r}; use {' or '.join(FORMATS)}")
+        raise ConfigError(f"unknown export format {fmt!r}; use {' or '.join(FORMATS)}")
     if fmt == "onnx":
         _require_onnx()  # fail before any work when the extra is missing
     checkpoint = load_checkpoint(checkpoint_path)
-    model = model_from_checkpoint(checkpoint)
-    example = _example_batch(checkpoint["normalization"]) if example is None else example
+    model, task = model_from_checkpoint(checkpoint), task_from_checkpoint(checkpoint)
+    example = _example_batch(task) if example is None else example
     out = Path(out) if out is not None else Path(checkpoint_path).with_suffix(f".{fmt}")
-    out.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         reference = model(example)
     metadata = json.dumps(_metadata(checkpoint))
     # The temporary name keeps the format's suffix: torch.export.load insists on ".pt2".
-    handle, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=f".tmp.{fmt}")
-    os.close(handle)
-    try:
+    with atomic_path(out, suffix=f".tmp.{fmt}") as tmp:
         if fmt == "pt2":
-            program = _export_program(model, example)
+            program = _export_program(model, example, task)
             torch.export.save(program, tmp, extra_files={METADATA_KEY: metadata})
             exported = load_exported(tmp, fmt="pt2")
         else:
-            _write_onnx(model, example, tmp, metadata)
+            _write_onnx(model, example, task, tmp, metadata)
             exported = OnnxModel(tmp)
         with torch.no_grad():
             difference = check_parity(reference, exported(example))
-        os.replace(tmp, out)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return out, difference
 
 
-def _write_onnx(model: nn.Module, example: torch.Tensor, path: str, metadata: str) -> None:
+def _write_onnx(
+    model: nn.Module, example: torch.Tensor, task: Task, path: Path, metadata: str
+) -> None:
     onnx, _ = _require_onnx()
     program = torch.onnx.export(
         model,
@@ -182,51 +173,47 @@ def _write_onnx(model: nn.Module, example: torch.Tensor, path: str, metadata: st
         dynamo=True,
         input_names=["images"],
         output_names=["logits"],
-        dynamic_shapes=_dynamic_batch(),
+        dynamic_shapes=_dynamic_shapes(task),
         verbose=False,
     )
     proto = program.model_proto
     onnx.helper.set_model_props(proto, {METADATA_KEY: metadata})
-    onnx.save(proto, path)
+    onnx.save(proto, str(path))
 
 
 def load_exported(path: str | os.PathLike, fmt: str | None = None) -> nn.Module:
     """Load an exported model (``.onnx`` or ``.pt2``) as a callable module in eval mode.
 
-    Its ``metadata`` attribute holds the normalization and class names saved with it.
+    Its ``metadata`` attribute holds the task, class names and input shape saved with it.
+    A file that is not such a model raises :class:`~hwr_utils.errors.CheckpointError`.
     """
     path = Path(path)
     fmt = fmt or path.suffix.lstrip(".")
     if not path.is_file():
-        raise FileNotFoundError(f"exported model not found: {path}")
+        raise CheckpointError(f"exported model not found: {path}")
     if fmt == "onnx":
         _require_onnx()
         try:
-            return OnnxModel(path).eval()
+            model = OnnxModel(path).eval()
         except Exception as error:  # onnxruntime raises its own kinds for a foreign file
-            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            raise ValueError(f"{path} is not a readable ONNX model: {first_line}") from None
-    if fmt == "pt2":
+            raise CheckpointError(
+                f"{path} is not a readable ONNX model: {first_line(error)}"
+            ) from None
+    elif fmt == "pt2":
         extra = {METADATA_KEY: ""}
         try:
             program = torch.export.load(path, extra_files=extra)
         except Exception as error:
-            raise ValueError(f"{path} is not a readable torch.export program: {error}") from None
+            raise CheckpointError(
+                f"{path} is not a readable torch.export program: {first_line(error)}"
+            ) from None
         metadata = json.loads(extra[METADATA_KEY]) if extra[METADATA_KEY] else {}
-        return ProgramModel(program, metadata).eval()
-    raise ValueError(f"{path}: unknown model format {fmt!r}; expected .onnx, .pt2 or .pt")
-
-
-def load_model(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
-    """A checkpoint (``.pt``) or an exported model (``.onnx``, ``.pt2``), ready to predict.
-
-    Returns the model in eval mode and its metadata: ``normalization`` and ``class_names``
-    (and, for checkpoints, everything else the checkpoint holds).
-    """
-    if Path(path).suffix in (".onnx", ".pt2"):
-        model = load_exported(path)
-        if not model.metadata:
-            raise ValueError(f"{path} carries no hwr metadata; export it with 'hwr export'")
-        return model, model.metadata
-    checkpoint = load_checkpoint(path)
-    return model_from_checkpoint(checkpoint), checkpoint
+        model = ProgramModel(program, metadata).eval()
+    else:
+        raise CheckpointError(f"{path}: unknown model format {fmt!r}; expected .onnx, .pt2 or .pt")
+    if model.metadata and "task" not in model.metadata:
+        # Exported before normalization moved inside the model: it expects normalized input.
+        raise CheckpointError(
+            f"{path} was exported by an older hwr_utils; export it again from its checkpoint"
+        )
+    return model

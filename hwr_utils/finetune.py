@@ -19,10 +19,12 @@ from typing import Literal
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from .errors import ConfigError, require
 from .preprocess import preprocess_photo
+from .tasks import Classification
+from .train import train_step
 
 Method = Literal["scratch", "linear_probe", "head", "full"]
 METHODS: tuple[Method, ...] = ("scratch", "linear_probe", "head", "full")
@@ -35,9 +37,7 @@ def load_uci_digits() -> tuple[torch.Tensor, torch.Tensor]:
     strokes are many pixels wide, as in a photo) and run through ``preprocess_photo``: cropped,
     fitted into 20x20 and centred by mass, exactly like a reader's photo.
     """
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
+    digits = require("sklearn.datasets", "The UCI digits").load_digits()
     images = []
     for image in digits.images:
         big = cv2.resize(
@@ -122,18 +122,19 @@ def finetune(
     * ``head``: the backbone frozen, the pre-trained head trained further;
     * ``full``: everything trained, the backbone at ``backbone_lr_factor`` times the head's rate.
 
-    ``images`` are normalized (N, 1, 28, 28). Adam for ``steps`` steps with cosine decay; frozen
-    batch-norm layers stay in eval mode (:func:`train_mode`).
+    ``images`` are pixels in [0, 1] (N, 1, 28, 28). Adam for ``steps`` steps with cosine decay,
+    each one the training engine's :func:`~hwr_utils.train.train_step`; frozen batch-norm layers
+    stay in eval mode (:func:`train_mode`).
     """
     if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     torch.manual_seed(seed)
     if method == "scratch":
         model = build()
         groups = [{"params": list(model.parameters())}]
     else:
         if pretrained is None:
-            raise ValueError(f"method {method!r} needs a pre-trained model")
+            raise ConfigError(f"method {method!r} needs a pre-trained model")
         model = copy.deepcopy(pretrained)
         if method == "linear_probe":
             new_head(model)
@@ -149,12 +150,9 @@ def finetune(
     optimizer = torch.optim.Adam(groups, lr=lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     generator = torch.Generator().manual_seed(seed)
+    task = Classification()
     train_mode(model)
     for _ in range(steps):
         index = torch.randint(len(labels), (min(batch_size, len(labels)),), generator=generator)
-        loss = F.cross_entropy(model(images[index]), labels[index])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
+        train_step(model, task, optimizer, images[index], labels[index], scheduler)
     return model.eval()

@@ -6,6 +6,11 @@
   ``torch.nn.functional``; here it is imported).
 * ``examples`` -- the network of pytorch/examples' MNIST script, the usual point of comparison.
 * ``hwrnet``   -- the book's own model: small, batch-normalized, fast on a laptop CPU.
+
+Every model takes raw pixels in [0, 1] and normalizes them itself, in a first :class:`Normalize`
+layer whose mean and standard deviation are buffers: they are saved with the weights, travel
+into exported ONNX and ``.pt2`` files, and no caller normalizes by hand. Introduced in the
+preprocessing chapter (why normalize) and the training chapter (the models).
 """
 
 from __future__ import annotations
@@ -16,6 +21,37 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .data import MNIST_MEAN, MNIST_STD
+from .errors import ConfigError
+
+# (mean, std) subtracted from and divided into pixels scaled to [0, 1].
+NORMALIZATIONS: dict[str, tuple[float, float]] = {
+    "mnist": (MNIST_MEAN, MNIST_STD),  # MNIST's statistics: zero mean, unit variance
+    "article": (0.5, 0.5),  # the article's Normalize((0.5,), (0.5,)): pixels in [-1, 1]
+    "none": (0.0, 1.0),  # pixels left in [0, 1]
+}
+
+
+class Normalize(nn.Module):
+    """``(x - mean) / std`` with ``mean`` and ``std`` stored as buffers (saved, exported, never
+    trained). ``normalization`` names a row of :data:`NORMALIZATIONS`."""
+
+    def __init__(self, normalization: str = "mnist") -> None:
+        super().__init__()
+        if normalization not in NORMALIZATIONS:
+            raise ConfigError(
+                f"unknown normalization {normalization!r}; use {', '.join(NORMALIZATIONS)}"
+            )
+        mean, std = NORMALIZATIONS[normalization]
+        self.register_buffer("mean", torch.tensor(mean))
+        self.register_buffer("std", torch.tensor(std))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def extra_repr(self) -> str:
+        return f"mean={self.mean.item():.4f}, std={self.std.item():.4f}"
+
 
 class ArticleNet(nn.Module):
     """The first article's model. Only ``fc1``'s input size differs: ``32 * 14 * 14``.
@@ -25,8 +61,9 @@ class ArticleNet(nn.Module):
     what a 112x112 map would give, i.e. a 224x224 input halved once).
     """
 
-    def __init__(self, input_size: int = 28) -> None:
+    def __init__(self, input_size: int = 28, normalization: str = "mnist") -> None:
         super().__init__()
+        self.normalize = Normalize(normalization)
         self.conv1 = nn.Conv2d(1, 32, kernel_size=3, stride=1, padding=1)
         self.relu = nn.ReLU()
         self.max_pool = nn.MaxPool2d(kernel_size=2, stride=2)
@@ -34,7 +71,7 @@ class ArticleNet(nn.Module):
         self.fc2 = nn.Linear(128, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(self.conv1(x))
+        x = self.relu(self.conv1(self.normalize(x)))
         x = self.max_pool(x)
         x = x.view(x.size(0), -1)
         x = self.relu(self.fc1(x))
@@ -44,15 +81,16 @@ class ArticleNet(nn.Module):
 class Article2Net(nn.Module):
     """The second article's model, as written, with ``F`` (``torch.nn.functional``) imported."""
 
-    def __init__(self) -> None:
+    def __init__(self, normalization: str = "mnist") -> None:
         super().__init__()
+        self.normalize = Normalize(normalization)
         self.conv1 = nn.Conv2d(1, 32, kernel_size=3, stride=1, padding=1)
         self.conv2 = nn.Conv2d(32, 64, kernel_size=3, stride=1, padding=1)
         self.fc1 = nn.Linear(7 * 7 * 64, 128)
         self.fc2 = nn.Linear(128, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.conv1(x))
+        x = F.relu(self.conv1(self.normalize(x)))
         x = F.max_pool2d(x, 2, 2)
         x = F.relu(self.conv2(x))
         x = F.max_pool2d(x, 2, 2)
@@ -66,8 +104,9 @@ class ExamplesNet(nn.Module):
     2x2 max pool, dropout 0.25 and 0.5 around a 128-unit hidden layer. It returns logits; the
     original returns ``log_softmax`` and uses ``nll_loss``, which together are the same loss."""
 
-    def __init__(self) -> None:
+    def __init__(self, normalization: str = "mnist") -> None:
         super().__init__()
+        self.normalize = Normalize(normalization)
         self.conv1 = nn.Conv2d(1, 32, 3, 1)
         self.conv2 = nn.Conv2d(32, 64, 3, 1)
         self.dropout1 = nn.Dropout(0.25)
@@ -76,7 +115,7 @@ class ExamplesNet(nn.Module):
         self.fc2 = nn.Linear(128, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.conv1(x))
+        x = F.relu(self.conv1(self.normalize(x)))
         x = F.max_pool2d(F.relu(self.conv2(x)), 2)
         x = torch.flatten(self.dropout1(x), 1)
         x = self.dropout2(F.relu(self.fc1(x)))
@@ -95,15 +134,22 @@ class HwrNet(nn.Module):
     """The book's model: three stages of 3x3 conv-BN-ReLU blocks, then a linear classifier.
 
     28x28 -> (conv) -> pool -> 14x14 -> (conv, conv) -> pool -> 7x7 -> (conv) -> pool -> 3x3
-    -> flatten -> dropout -> linear. ``width`` scales every layer's channel count;
-    ``batch_norm=False`` drops the batch norms (to measure what they buy).
+    -> flatten -> dropout -> linear, after a :class:`Normalize` layer. ``width`` scales every
+    layer's channel count; ``batch_norm=False`` drops the batch norms (to measure what they buy).
     """
 
     channels_last = True  # fit() stores it NHWC; the article models' .view() needs NCHW
 
-    def __init__(self, width: int = 16, dropout: float = 0.1, batch_norm: bool = True) -> None:
+    def __init__(
+        self,
+        width: int = 16,
+        dropout: float = 0.1,
+        batch_norm: bool = True,
+        normalization: str = "mnist",
+    ) -> None:
         super().__init__()
         w, bn = width, batch_norm
+        self.normalize = Normalize(normalization)
         self.features = nn.Sequential(
             conv_bn_relu(1, w, bn),
             nn.MaxPool2d(2),
@@ -118,7 +164,7 @@ class HwrNet(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
+        return self.classifier(self.features(self.normalize(x)))
 
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -134,7 +180,7 @@ def build_model(name: str, **config) -> nn.Module:
     try:
         factory = MODELS[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}") from None
+        raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}") from None
     return factory(**config)
 
 

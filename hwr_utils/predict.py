@@ -1,4 +1,9 @@
-"""Predicting digits in image files with a trained checkpoint."""
+"""Inference: logits for a batch of images, and digits predicted from image files.
+
+Works with anything :func:`hwr_utils.checkpoints.load_model` returns (a checkpoint's model, an
+ONNX or ``.pt2`` export): every one takes pixels in [0, 1] and normalizes inside. Nothing here
+imports the training engine. Introduced in the preprocessing chapter.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +15,39 @@ import torch
 from torch import nn
 
 from .data import to_float
+from .errors import first_line
 from .preprocess import ImageError, load_image, preprocess_photo
 
 
-def photo_to_tensor(image28: np.ndarray | torch.Tensor, mean: float, std: float) -> torch.Tensor:
-    """A 28x28 uint8 MNIST-style image -> normalized float tensor (1, 1, 28, 28)."""
-    return to_float(torch.as_tensor(image28).unsqueeze(0), mean, std)
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module,
+    images: torch.Tensor,
+    device: torch.device | str = "cpu",
+    batch_size: int = 1000,
+) -> torch.Tensor:
+    """Outputs of ``model`` (eval mode) for ``images`` (pixels in [0, 1]), in batches of
+    ``batch_size`` on ``device``, returned as float32 on the CPU."""
+    if len(images) == 0:
+        raise ValueError("predict_logits needs at least one image")
+    model.eval()
+    return torch.cat(
+        [
+            model(images[i : i + batch_size].to(device)).float().cpu()
+            for i in range(0, len(images), batch_size)
+        ]
+    )
+
+
+def photo_to_tensor(image28: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """A 28x28 uint8 MNIST-style image -> float tensor (1, 1, 28, 28) of pixels in [0, 1]."""
+    return to_float(torch.as_tensor(image28).unsqueeze(0))
 
 
 @torch.no_grad()
 def predict_files(
     model: nn.Module,
     paths: list[str | os.PathLike],
-    normalization: dict[str, float],
     class_names: list[str],
     top: int = 3,
 ) -> list[dict[str, Any]]:
@@ -40,11 +65,10 @@ def predict_files(
             results.append({"path": str(path), "error": str(error)})
             continue
         except Exception as error:  # an odd file must not stop the others: report it, go on
-            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            results.append({"path": str(path), "error": f"could not be processed: {first_line}"})
+            message = f"could not be processed: {first_line(error)}"
+            results.append({"path": str(path), "error": message})
             continue
-        x = photo_to_tensor(digit, normalization["mean"], normalization["std"])
-        probabilities = torch.softmax(model(x).float(), dim=1)[0]
+        probabilities = torch.softmax(model(photo_to_tensor(digit)).float(), dim=1)[0]
         values, indices = probabilities.topk(min(top, len(class_names)))
         ranked = [
             {"label": class_names[i], "probability": round(float(v), 6)}

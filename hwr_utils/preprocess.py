@@ -19,6 +19,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
+from .errors import HwrError
+
 MAX_FILE_BYTES = 100 * 2**20  # 100 MiB
 MAX_PIXELS = 100_000_000  # 100 megapixels: larger than any phone photo
 WORK_SIZE = 512  # photos are shrunk so their longer side is at most this before any work
@@ -26,7 +28,7 @@ BOX = 20  # MNIST: the digit's longer side fits a 20x20 box ...
 FIELD = 28  # ... centred by mass in a 28x28 field
 
 
-class ImageError(ValueError):
+class ImageError(HwrError, ValueError):
     """An input that is not a usable photo of a digit; the message is one line for the user."""
 
 

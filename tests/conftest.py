@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import torch
+from PIL import Image
 
+from hwr_utils.config import TrainConfig
 from hwr_utils.data import find_mnist, load_mnist
-from hwr_utils.train import TrainConfig, fit
+from hwr_utils.teaching.synthetic import make_photo
 
 
 @pytest.fixture(scope="session")
@@ -21,8 +23,7 @@ def mnist(mnist_root):
     return load_mnist(mnist_root)
 
 
-def tiny_config(tmp_path: Path, mnist_root: Path, **overrides) -> TrainConfig:
-    """A training run of a few seconds: 2,000 images, a narrow hwrnet, no progress bars."""
+def _tiny_config(folder: Path, mnist_root: Path, **overrides) -> TrainConfig:
     values = dict(
         model="hwrnet",
         model_config={"width": 8},
@@ -32,7 +33,7 @@ def tiny_config(tmp_path: Path, mnist_root: Path, **overrides) -> TrainConfig:
         train_limit=2000,
         val_size=500,
         data_dir=str(mnist_root),
-        out=str(tmp_path / "tiny.pt"),
+        out=str(folder / "tiny.pt"),
         progress=False,
         device="cpu",
     )
@@ -40,11 +41,49 @@ def tiny_config(tmp_path: Path, mnist_root: Path, **overrides) -> TrainConfig:
     return TrainConfig(**values)
 
 
+@pytest.fixture
+def tiny_config(mnist_root) -> Callable[..., TrainConfig]:
+    """A factory of training runs of a few seconds: 2,000 images, a narrow hwrnet, no bars.
+    Call it with the folder for the checkpoint and any :class:`TrainConfig` overrides."""
+    return lambda folder, **overrides: _tiny_config(Path(folder), mnist_root, **overrides)
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory, mnist_root) -> Path:
-    """A checkpoint trained once per session, shared by the CLI and prediction tests."""
-    folder = tmp_path_factory.mktemp("tiny")
-    config = tiny_config(folder, mnist_root, epochs=3, train_limit=4000)
-    torch.set_num_threads(torch.get_num_threads())
+    """A checkpoint trained once per session, shared by the CLI, export and prediction tests."""
+    from hwr_utils.train import fit
+
+    config = _tiny_config(tmp_path_factory.mktemp("tiny"), mnist_root, epochs=3, train_limit=4000)
     fit(config)
     return Path(config.out)
+
+
+@pytest.fixture(scope="session")
+def photos(tmp_path_factory, mnist):
+    """Photos of five test digits with known labels, plus broken files of every kind."""
+    folder = tmp_path_factory.mktemp("photos")
+    test = mnist[1]
+    good = []
+    for i in range(5):
+        path = folder / f"digit_{i}_label_{int(test.labels[i])}.png"
+        Image.fromarray(make_photo(test.images[i].numpy(), seed=i)).save(path)
+        good.append((path, str(int(test.labels[i]))))
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "notes.txt").write_text("not a picture")
+    (folder / "cut.png").write_bytes(good[0][0].read_bytes()[:1500])
+    Image.new("L", (300, 200), 240).save(folder / "blank.png")
+    (folder / "adir").mkdir()
+    return folder, good
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """Run ``hwr`` in-process: returns (exit code, stdout, stderr)."""
+    from hwr_utils.cli import main
+
+    def run(args):
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run

@@ -13,6 +13,9 @@ from hwr_utils.data import (
     TensorBatches,
     find_mnist,
     load_mnist,
+    make_rare,
+    oversample,
+    to_float,
     train_val_split,
 )
 
@@ -27,29 +30,58 @@ def fake_root(folder: Path) -> Path:
 
 
 def test_location_order(tmp_path, monkeypatch):
-    arg, env, local = (fake_root(tmp_path / n) for n in ("arg", "env", "cwd"))
+    arg, env, local, checkout = (fake_root(tmp_path / n) for n in ("arg", "env", "cwd", "repo"))
     shutil.move(str(local / "MNIST"), str(tmp_path / "cwd" / "data" / "MNIST"))
     monkeypatch.chdir(tmp_path / "cwd")
+    monkeypatch.setattr(data, "default_root", lambda: checkout)
     monkeypatch.setenv("HWR_DATA", str(env))
     assert find_mnist(arg, download=False) == arg
     assert find_mnist(None, download=False) == env
     monkeypatch.delenv("HWR_DATA")
     assert find_mnist(None, download=False) == Path("data")
+    shutil.rmtree(tmp_path / "cwd" / "data")
+    # Run from another folder (a chapter from book/): the checkout's data/ is found.
+    assert find_mnist(None, download=False) == checkout
+
+
+def test_download_goes_to_the_checkout_not_the_working_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("HWR_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)
+    targets = []
+
+    def fake_download(root):
+        targets.append(root)
+        fake_root(root)
+
+    monkeypatch.setattr(data, "_download", fake_download)
+    monkeypatch.setattr(data, "default_root", lambda: tmp_path / "repo" / "data")
+    assert find_mnist() == tmp_path / "repo" / "data" and targets == [tmp_path / "repo" / "data"]
+    assert data.checkout_root() == Path(data.__file__).resolve().parents[1]  # this checkout
+
+
+def test_an_explicit_folder_is_the_only_place_looked(tmp_path, monkeypatch, mnist_root):
+    monkeypatch.setenv("HWR_DATA", str(mnist_root))  # would be found, but was not asked for
+    monkeypatch.setattr(data, "_download", lambda root: pytest.fail("no download"))
+    with pytest.raises(DataNotFoundError) as info:
+        find_mnist(tmp_path / "given")
+    message = str(info.value)
+    assert str(tmp_path / "given" / "MNIST" / "raw") in message and "\n" not in message
 
 
 def test_offline_error_names_the_places(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HWR_DATA", str(tmp_path / "nowhere"))
+    monkeypatch.setattr(data, "default_root", lambda: tmp_path / "repo" / "data")
 
     def offline(root):
         raise OSError("network unreachable")
 
     monkeypatch.setattr(data, "_download", offline)
     with pytest.raises(DataNotFoundError) as info:
-        find_mnist(tmp_path / "given")
+        find_mnist()
     message = str(info.value)
-    assert str(tmp_path / "given" / "MNIST" / "raw") in message
     assert str(tmp_path / "nowhere" / "MNIST" / "raw") in message
+    assert str(tmp_path / "repo" / "data" / "MNIST" / "raw") in message
     assert "network unreachable" in message
     assert "HWR_DATA" in message and "--data-dir" in message
 
@@ -65,8 +97,17 @@ def test_checksum_mismatch_is_reported(tmp_path, mnist_root):
     corrupted.unlink()
     content[-1] ^= 1  # one flipped bit in one label
     corrupted.write_bytes(bytes(content))
+    data._LOADED.clear()  # the genuine files were loaded and remembered: forget them
     with pytest.raises(ChecksumError, match="t10k-labels-idx1-ubyte"):
         load_mnist(tmp_path)
+
+
+def test_mnist_is_read_once_per_process_and_copied_out(mnist_root, monkeypatch):
+    load_mnist(mnist_root)
+    monkeypatch.setattr(data, "md5sum", lambda path: pytest.fail("checksummed twice"))
+    train, _ = load_mnist(mnist_root)
+    train.images[0] = 255  # a caller changing its copy changes nobody else's
+    assert not torch.equal(load_mnist(mnist_root)[0].images[0], train.images[0])
 
 
 def test_mnist_shapes(mnist):
@@ -97,6 +138,20 @@ def test_split_rejects_bad_size():
         train_val_split(split, 10)
 
 
+def test_batches_scale_uint8_pixels_after_augmenting():
+    images = torch.full((4, 1, 28, 28), 255, dtype=torch.uint8)
+    seen = []
+
+    def augment(x):
+        seen.append(x.dtype)
+        return x
+
+    (x, _), *_ = TensorBatches(images, torch.zeros(4), batch_size=4, augment=augment)
+    assert seen == [torch.uint8] and x.dtype == torch.float32 and x.max() == 1.0
+    with pytest.raises(ValueError, match="targets"):
+        TensorBatches(images, torch.zeros(3), batch_size=2)
+
+
 def test_batches_cover_everything_and_repeat_per_epoch():
     images, labels = torch.arange(10.0).reshape(10, 1, 1, 1), torch.arange(10)
     batches = TensorBatches(images, labels, batch_size=4, shuffle=True, seed=7)
@@ -110,7 +165,20 @@ def test_batches_cover_everything_and_repeat_per_epoch():
         assert torch.equal(x.flatten(), y.float())  # images stay paired with labels
 
 
-def test_to_float_uses_mnist_statistics(mnist):
-    x = data.to_float(mnist[0].images[:10000])
-    assert x.shape == (10000, 1, 28, 28)
-    assert abs(x.mean().item()) < 0.02 and abs(x.std().item() - 1) < 0.02
+def test_to_float_gives_pixels_and_normalizes_on_request(mnist):
+    images = mnist[0].images[:10000]
+    x = to_float(images)
+    assert x.shape == (10000, 1, 28, 28) and x.min() == 0.0 and x.max() == 1.0
+    normalized = to_float(images, 0.1307, 0.3081)
+    assert abs(normalized.mean().item()) < 0.02 and abs(normalized.std().item() - 1) < 0.02
+
+
+def test_make_rare_and_oversample():
+    split = MNISTSplit(torch.zeros(100, 28, 28, dtype=torch.uint8), torch.arange(10).repeat(10))
+    rare = make_rare(split, digit=3, share=0.2, seed=0)
+    counts = rare.labels.bincount().tolist()
+    assert counts[3] == 2 and counts[0] == 10 and len(rare) == 92
+    balanced = oversample(rare, seed=0)
+    assert balanced.labels.bincount().tolist() == [10] * 10
+    with pytest.raises(ValueError):
+        make_rare(split, 3, 0)

@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from hwr_utils.checkpoints import load_checkpoint, model_from_checkpoint
 from hwr_utils.data import to_float
 from hwr_utils.finetune import (
     METHODS,
@@ -16,14 +17,13 @@ from hwr_utils.finetune import (
     trainable_parameters,
 )
 from hwr_utils.models import ArticleNet, build_model
-from hwr_utils.train import load_checkpoint, model_from_checkpoint
 
 
 def one_step(model, parameters, train=train_mode):
     optimizer = torch.optim.SGD(parameters, lr=0.1)
     train(model)
     torch.manual_seed(0)
-    loss = F.cross_entropy(model(torch.randn(16, 1, 28, 28)), torch.randint(0, 10, (16,)))
+    loss = F.cross_entropy(model(torch.rand(16, 1, 28, 28)), torch.randint(0, 10, (16,)))
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()

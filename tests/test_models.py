@@ -2,7 +2,16 @@ import pytest
 import torch
 from torch import nn
 
-from hwr_utils.models import MODELS, ArticleNet, build_model, count_parameters, layer_summary
+from hwr_utils.errors import ConfigError
+from hwr_utils.models import (
+    MODELS,
+    NORMALIZATIONS,
+    ArticleNet,
+    Normalize,
+    build_model,
+    count_parameters,
+    layer_summary,
+)
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -27,8 +36,10 @@ def test_article_classifier_as_written_does_not_fit_28x28():
 
 
 def test_unknown_model_name():
-    with pytest.raises(ValueError, match="hwrnet"):
+    with pytest.raises(ConfigError, match="hwrnet"):
         build_model("resnet")
+    with pytest.raises(ConfigError, match="normalization"):
+        build_model("hwrnet", normalization="imagenet")
 
 
 def test_count_trainable_only():
@@ -47,3 +58,28 @@ def test_layer_summary_counts():
     assert sum(r["params"] for r in rows) == count_parameters(ArticleNet())
     # functional pooling (article2) is no obstacle
     assert [r["output"] for r in layer_summary(build_model("article2"))][1] == (64, 14, 14)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("normalization", sorted(NORMALIZATIONS))
+def test_models_take_pixels_and_normalize_inside(name, normalization):
+    # The same weights, fed pixels in [0, 1], give what the weights alone give on
+    # (x - mean) / std: normalization is the model's first layer, saved with it.
+    torch.manual_seed(0)
+    model = build_model(name, normalization=normalization).eval()
+    mean, std = NORMALIZATIONS[normalization]
+    assert model.state_dict()["normalize.mean"].item() == pytest.approx(mean)
+    bare = build_model(name, normalization="none").eval()
+    bare.load_state_dict(
+        {k: v for k, v in model.state_dict().items() if not k.startswith("normalize.")},
+        strict=False,
+    )
+    x = torch.rand(3, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), bare((x - mean) / std))
+
+
+def test_normalize_has_no_parameters():
+    layer = Normalize("article")
+    assert list(layer.parameters()) == [] and "mean=0.5000" in repr(layer)
+    torch.testing.assert_close(layer(torch.tensor([0.0, 0.5, 1.0])), torch.tensor([-1.0, 0, 1]))

@@ -1,3 +1,6 @@
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -17,3 +20,37 @@ def test_environment_yml_pins_match_pyproject():
     pip = next(d["pip"] for d in environment["dependencies"] if isinstance(d, dict))
     assert {p for p in pip if not p.startswith("-e")} == wanted
     assert "jupyter-book>=1.0.2,<2" in wanted  # version 2 ignores _config.yml, see DEVELOPERS.md
+
+
+def test_a_built_wheel_holds_and_imports_every_module(tmp_path):
+    # A wheel built from the source tree, unpacked apart from it: every module of every
+    # subpackage must be in it and import from there, not from the checkout.
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path), str(ROOT)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert build.returncode == 0, build.stderr[-3000:]
+    (wheel,) = tmp_path.glob("hwr_utils-*.whl")
+    unpacked = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(unpacked)
+    sources = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "hwr_utils").rglob("*.py"))
+    packed = sorted(p.relative_to(unpacked).as_posix() for p in unpacked.rglob("*.py"))
+    assert packed == sources
+    modules = [s[:-3].replace("/", ".").removesuffix(".__init__") for s in sources]
+    modules = [m for m in modules if not m.endswith("__main__")]
+    code = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    module = importlib.import_module(name)\n"
+        f"    assert module.__file__.startswith({str(unpacked)!r}), module.__file__\n"
+        "print(len(sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(unpacked), "PATH": ""},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]

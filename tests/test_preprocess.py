@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from hwr_utils.preprocess import ImageError, load_image, preprocess_photo
-from hwr_utils.synthetic import make_photo
+from hwr_utils.teaching.synthetic import make_photo
 
 
 def centre_of_mass(image: np.ndarray) -> tuple[float, float]:

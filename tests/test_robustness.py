@@ -1,8 +1,7 @@
 import pytest
 import torch
 
-from hwr_utils.data import MNISTSplit, make_rare, oversample
-from hwr_utils.robustness import PERTURBATIONS, blur, gaussian_noise, rotate, thickness
+from hwr_utils.teaching.robustness import PERTURBATIONS, blur, gaussian_noise, rotate, thickness
 
 
 @pytest.fixture(scope="module")
@@ -24,14 +23,3 @@ def test_each_perturbation_does_what_it_says(digits):
     torch.testing.assert_close(rotate(digits, 90), torch.rot90(digits, 1, dims=(2, 3)))
     ink = digits.sum()
     assert thickness(digits, 1).sum() > ink > thickness(digits, -1).sum()
-
-
-def test_make_rare_and_oversample():
-    split = MNISTSplit(torch.zeros(100, 28, 28, dtype=torch.uint8), torch.arange(10).repeat(10))
-    rare = make_rare(split, digit=3, share=0.2, seed=0)
-    counts = rare.labels.bincount().tolist()
-    assert counts[3] == 2 and counts[0] == 10 and len(rare) == 92
-    balanced = oversample(rare, seed=0)
-    assert balanced.labels.bincount().tolist() == [10] * 10
-    with pytest.raises(ValueError):
-        make_rare(split, 3, 0)

@@ -3,8 +3,8 @@
     python book/photos/make_photos.py        (needs MNIST: see README, "The data, offline")
 
 Each image is an MNIST *test* digit (never seen in training) drawn by
-:func:`hwr_utils.synthetic.make_photo` as a photo would show it. The file name starts with the
-true label, so the book can check its predictions.
+:func:`hwr_utils.teaching.synthetic.make_photo` as a photo would show it. The file name starts
+with the true label, so the book can check its predictions.
 """
 
 from pathlib import Path
@@ -12,7 +12,7 @@ from pathlib import Path
 from PIL import Image
 
 from hwr_utils.data import load_mnist
-from hwr_utils.synthetic import make_photo
+from hwr_utils.teaching.synthetic import make_photo
 
 HERE = Path(__file__).resolve().parent
 

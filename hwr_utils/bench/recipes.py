@@ -6,9 +6,13 @@
 * ``examples`` -- pytorch/examples' MNIST script from its documented defaults: ToTensor and
   Normalize(0.1307, 0.3081) through a ``DataLoader``, batch 64, Adadelta at lr 1.0, the
   learning rate times 0.7 after every epoch, :class:`~hwr_utils.models.ExamplesNet`.
-* ``hwrnet``   -- the book's: a :class:`~hwr_utils.train.TrainConfig` run the way ``hwr train``
-  runs it (55,000 images resident in memory as one tensor, hwrnet stored channels-last,
+* ``hwrnet``   -- the book's: a :class:`~hwr_utils.config.TrainConfig` run the way ``hwr train``
+  runs it (55,000 images resident in memory as one uint8 tensor, hwrnet stored channels-last,
   one-cycle SGD, augmentation per group of 8).
+
+The article's and examples' pipelines normalize outside the model, as those scripts do, so their
+models are built with ``normalization="none"``. Every recipe trains through the engine's one
+:func:`~hwr_utils.train.train_step`. Introduced in the training chapter.
 
 :func:`race` trains a recipe and every ``eval_every`` training images stops the clock to
 measure test accuracy; it reports when each target was first reached. The test set only
@@ -28,16 +32,12 @@ from torch import nn
 from torchvision import transforms
 from tqdm import tqdm
 
-from .data import (
-    MNIST_MEAN,
-    MNIST_STD,
-    TensorBatches,
-    find_mnist,
-    load_mnist,
-    to_float,
-)
-from .models import ArticleNet, ExamplesNet
-from .train import NORMALIZATIONS, TrainConfig, evaluate, prepare_training, set_seed
+from ..config import TrainConfig
+from ..data import MNIST_MEAN, MNIST_STD, TensorBatches, find_mnist, load_mnist, to_float
+from ..models import ArticleNet, ExamplesNet
+from ..runtime import set_seed
+from ..tasks import Classification
+from ..train import evaluate, prepare_training, train_step
 
 # The article's per-image pipeline. On MNIST, Grayscale and Resize((28, 28)) change nothing:
 # the images are already one-channel 28x28.
@@ -49,6 +49,7 @@ ARTICLE_TRANSFORM = transforms.Compose(
         transforms.Normalize((0.5,), (0.5,)),
     ]
 )
+ARTICLE_NORMALIZATION = (0.5, 0.5)
 EXAMPLES_TRANSFORM = transforms.Compose(
     [transforms.ToTensor(), transforms.Normalize((MNIST_MEAN,), (MNIST_STD,))]
 )
@@ -63,8 +64,8 @@ class Recipe:
     optimizer: torch.optim.Optimizer
     epochs: int
     batches: Callable[[int], Iterable[tuple[torch.Tensor, torch.Tensor]]]  # epoch -> batches
-    test_images: torch.Tensor  # normalized this recipe's way
-    criterion: nn.Module = field(default_factory=nn.CrossEntropyLoss)
+    test_images: torch.Tensor  # as this recipe's model takes them
+    task: Classification = field(default_factory=Classification)
     batch_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None  # after every batch
     epoch_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None  # after every epoch
     bf16: bool = False
@@ -128,11 +129,11 @@ def article_recipe(
     :data:`ARTICLE_TRANSFORM`) from one in-memory tensor instead of the ``DataLoader``.
     """
     set_seed(seed)
-    model = ArticleNet()
+    model = ArticleNet(normalization="none")  # its pipeline normalizes, with (0.5, 0.5)
     train, test = load_mnist(data_dir)
     if in_memory:
         images, labels = train.images[:limit], train.labels[:limit]
-        normalized = to_float(images, *NORMALIZATIONS["article"])
+        normalized = to_float(images, *ARTICLE_NORMALIZATION)
         batches = TensorBatches(normalized, labels, 64, shuffle=True, seed=seed)
         epoch_batches = _epochs_of(batches)
     else:
@@ -143,7 +144,7 @@ def article_recipe(
         optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
         epochs=epochs,
         batches=epoch_batches,
-        test_images=to_float(test.images, *NORMALIZATIONS["article"]),
+        test_images=to_float(test.images, *ARTICLE_NORMALIZATION),
     )
 
 
@@ -152,7 +153,7 @@ def examples_recipe(
 ) -> Recipe:
     """pytorch/examples' MNIST recipe (its defaults: 14 epochs, batch 64, Adadelta, StepLR)."""
     set_seed(seed)
-    model = ExamplesNet()
+    model = ExamplesNet(normalization="none")  # its pipeline normalizes
     optimizer = torch.optim.Adadelta(model.parameters(), lr=1.0)
     loader = mnist_loader(True, EXAMPLES_TRANSFORM, 64, seed, data_dir, limit)
     _, test = load_mnist(data_dir)
@@ -162,7 +163,7 @@ def examples_recipe(
         optimizer=optimizer,
         epochs=epochs,
         batches=_epochs_of(loader),
-        test_images=to_float(test.images),
+        test_images=to_float(test.images, MNIST_MEAN, MNIST_STD),
         epoch_scheduler=torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.7),
     )
 
@@ -178,7 +179,7 @@ def hwr_recipe(config: TrainConfig, name: str = "hwrnet") -> Recipe:
         epochs=config.epochs,
         batches=_epochs_of(setup.batches),
         test_images=setup.test_x,
-        criterion=setup.criterion,
+        task=setup.task,
         batch_scheduler=setup.scheduler,
         bf16=setup.bf16,
     )
@@ -202,7 +203,7 @@ def race(
     if eval_every < 1:
         raise ValueError(f"eval_every must be at least 1 image, got {eval_every}")
     device = torch.device("cpu")
-    model, optimizer, criterion = recipe.model, recipe.optimizer, recipe.criterion
+    model, optimizer = recipe.model, recipe.optimizer
     time_to: dict[float, float | None] = dict.fromkeys(targets)
     curve: list[dict[str, float]] = []
     clock, seen, next_eval = 0.0, 0, eval_every
@@ -239,15 +240,17 @@ def race(
         steps = len(batches)
         tic = time.perf_counter()
         for step, (images, labels) in enumerate(batches, 1):
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.bf16):
-                loss = criterion(model(images), labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if recipe.batch_scheduler is not None:
-                recipe.batch_scheduler.step()
+            loss, _ = train_step(
+                model,
+                recipe.task,
+                optimizer,
+                images,
+                labels,
+                recipe.batch_scheduler,
+                recipe.bf16,
+            )
             seen += len(labels)
-            loss_sum += loss.detach().float()  # read out once per evaluation
+            loss_sum += loss.float()  # read out once per evaluation
             loss_count += 1
             last = epoch + 1 == recipe.epochs and step == steps
             if seen >= next_eval or last:

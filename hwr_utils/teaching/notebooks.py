@@ -1,4 +1,5 @@
-"""Running the book's chapters: a strict papermill runner and the smoke switch.
+"""Running the book's chapters: a strict papermill runner, the smoke switch, and
+:func:`load_or_train`, which gives every chapter after the training chapter its model.
 
 Every chapter has a papermill ``parameters`` cell of literals with full-size defaults, one of
 them ``SMOKE = False``. CI runs each chapter small, either through papermill
@@ -8,9 +9,16 @@ so passes the switch through the environment (``HWR_SMOKE=1``); :func:`smoke_mod
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
+
+from torch import nn
+
+from ..checkpoints import load_checkpoint, model_from_checkpoint
+from ..config import TrainConfig
+from ..errors import ConfigError, require
 
 
 def smoke_mode(smoke: bool = False) -> bool:
@@ -29,14 +37,13 @@ def run_notebook(
     papermill only warns about an unknown parameter and then runs the notebook with its
     defaults -- a misspelt ``SMOKE`` would silently run the full-size chapter. Here it fails.
     """
-    import papermill
-
+    papermill = require("papermill", "Running a chapter")
     parameters = dict(parameters or {})
     path = Path(path)
     declared = papermill.inspect_notebook(str(path))
     unknown = sorted(set(parameters) - set(declared))
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"{path.name} has no parameter(s) {', '.join(unknown)}; "
             f"it declares: {', '.join(declared) or 'none'}"
         )
@@ -52,11 +59,39 @@ def run_notebook(
     return output
 
 
+def load_or_train(
+    path: str | os.PathLike, smoke: bool = False, **overrides: Any
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The model saved at ``path`` if there is one; otherwise train it first (with ``overrides``
+    of :class:`~hwr_utils.config.TrainConfig`). In smoke mode a missing model is trained small
+    (one epoch on 2,000 images) and saved beside ``path`` as ``NAME.smoke.pt``, never in its
+    place. Returns the model (eval mode) and its checkpoint, whose ``"path"`` says which file
+    it is.
+    """
+    path = Path(path)
+    smoke_path = path.with_name(f"{path.stem}.smoke.pt")
+    for candidate in [path, smoke_path] if smoke else [path]:
+        if candidate.is_file():
+            checkpoint = load_checkpoint(candidate)
+            checkpoint["path"] = str(candidate)  # which file it was, for the caller
+            return model_from_checkpoint(checkpoint), checkpoint
+    from ..train import fit  # only when there is something to train
+
+    config = TrainConfig(out=str(path), **overrides)
+    if smoke:
+        config = dataclasses.replace(
+            config, epochs=1, train_limit=2000, out=str(smoke_path), progress=False
+        )
+    checkpoint = fit(config)
+    checkpoint["path"] = config.out
+    return model_from_checkpoint(checkpoint), checkpoint
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m hwr_utils.notebooks NOTEBOOK [-p NAME VALUE]... [--out PATH]``."""
+    """``python -m hwr_utils.teaching.notebooks NOTEBOOK [-p NAME VALUE]... [--out PATH]``."""
     import argparse
 
-    import yaml
+    yaml = require("yaml", "Reading -p values")
 
     parser = argparse.ArgumentParser(description="Run a chapter with checked parameters.")
     parser.add_argument("notebook")

@@ -1,6 +1,5 @@
-"""Running an exported model fast: inference engines side by side, their latency and
-throughput, and int8 quantization with ONNX Runtime. ``benchmarks/infer_speed.py`` and the
-deployment chapter both use these."""
+"""Inference engines side by side: their latency and throughput, and int8 quantization with
+ONNX Runtime. ``benchmarks/infer_speed.py`` and the deployment chapter both use these."""
 
 from __future__ import annotations
 
@@ -12,7 +11,8 @@ from pathlib import Path
 
 import torch
 
-from .export import OnnxModel, export_model, load_exported
+from ..export import OnnxModel, export_model, load_exported
+from ..runtime import bf16_supported
 
 Engine = Callable[[torch.Tensor], torch.Tensor]
 
@@ -81,8 +81,8 @@ def inference_engines(
 ) -> dict[str, Engine]:
     """Every engine the book compares, built from one checkpoint (exports go to ``folder``).
 
-    ``model`` is the checkpoint's eager model, the reference; ``calibration`` holds normalized
-    *training* images for int8 quantization.
+    ``model`` is the checkpoint's eager model, the reference; ``calibration`` holds *training*
+    images (pixels in [0, 1], as every engine takes them) for int8 quantization.
     """
     onnx_path, _ = export_model(checkpoint_path, "onnx", folder / "model.onnx")
     pt2_path, _ = export_model(checkpoint_path, "pt2", folder / "model.pt2")
@@ -104,8 +104,6 @@ def describe_machine() -> str:
     beside them to mean anything."""
     import os
     import platform
-
-    from .train import bf16_supported
 
     name = platform.processor() or platform.machine()
     try:  # Linux names the CPU model here; elsewhere keep platform's answer

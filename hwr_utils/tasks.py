@@ -1,0 +1,113 @@
+"""What is being learnt, as the training engine sees it: the seam between one engine and many
+kinds of model (in the manner of d2l's ``training_step``).
+
+The engine (:mod:`hwr_utils.train`) knows nothing of digits. It asks the task for the training
+``loss``, for per-batch ``sums`` that add up over a dataset (so evaluation can run in batches,
+or on several processes, and divide once), for the ``metrics`` those sums give, and for
+``decode``: outputs to predictions. A checkpoint records its task's ``name`` and ``config``,
+and export asks the task which input dimensions are dynamic. Introduced in the training chapter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Protocol
+
+import torch
+import torch.nn.functional as F
+
+from .data import CLASS_NAMES
+from .errors import ConfigError
+
+
+class Task(Protocol):
+    """The interface :func:`hwr_utils.train.fit` trains through."""
+
+    name: ClassVar[str]
+    input_shape: ClassVar[tuple[int, ...]]  # one example, without the batch dimension
+    dynamic_dims: ClassVar[dict[int, str]]  # input dimensions that may vary, by name (export)
+    class_names: list[str]  # what each output unit stands for
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The training objective, averaged over the batch (what ``backward`` is called on)."""
+        ...
+
+    def sums(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+        """Totals over one batch that add up over a dataset; ``"count"`` is the batch's size."""
+        ...
+
+    def metrics(self, sums: dict[str, float]) -> dict[str, float]:
+        """The metrics that summed :meth:`sums` give (e.g. mean loss and accuracy)."""
+        ...
+
+    def decode(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Predictions from model outputs."""
+        ...
+
+    def config(self) -> dict[str, Any]:
+        """The settings that rebuild this task with :func:`build_task`."""
+        ...
+
+
+@dataclass
+class Classification:
+    """One digit per image: logits (N, C) against integer labels (N,).
+
+    The training loss is cross-entropy with optional ``label_smoothing`` and per-class
+    ``class_weights``; evaluation reports the plain cross-entropy (no smoothing, no weights),
+    so validation losses of different recipes compare, and the accuracy.
+    """
+
+    name: ClassVar[str] = "classification"
+    input_shape: ClassVar[tuple[int, ...]] = (1, 28, 28)
+    dynamic_dims: ClassVar[dict[int, str]] = {0: "batch"}
+
+    class_names: list[str] = field(default_factory=lambda: list(CLASS_NAMES))
+    label_smoothing: float = 0.0
+    class_weights: list[float] | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.class_weights is not None and len(self.class_weights) != len(self.class_names):
+            raise ConfigError(
+                f"class_weights has {len(self.class_weights)} entries for "
+                f"{len(self.class_names)} classes"
+            )
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        weight = None
+        if self.class_weights is not None:
+            weight = torch.tensor(self.class_weights, device=outputs.device)
+        return F.cross_entropy(
+            outputs, targets, weight=weight, label_smoothing=self.label_smoothing
+        )
+
+    def sums(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+        outputs = outputs.float()
+        return {
+            "loss": F.cross_entropy(outputs.double(), targets, reduction="sum").item(),
+            "correct": (outputs.argmax(1) == targets).sum().item(),
+            "count": len(targets),
+        }
+
+    def metrics(self, sums: dict[str, float]) -> dict[str, float]:
+        count = max(sums["count"], 1)
+        return {"loss": sums["loss"] / count, "accuracy": sums["correct"] / count}
+
+    def decode(self, outputs: torch.Tensor) -> torch.Tensor:
+        return outputs.argmax(1)
+
+    def config(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+TASKS: dict[str, type] = {"classification": Classification}
+
+
+def build_task(name: str, **config: Any) -> Task:
+    """Rebuild a task from its name and :meth:`Task.config` (as a checkpoint records them)."""
+    try:
+        return TASKS[name](**config)
+    except KeyError:
+        raise ConfigError(f"unknown task {name!r}; known: {', '.join(TASKS)}") from None

@@ -1,0 +1,12 @@
+"""Teaching code, apart from the library proper: what the chapters build from scratch, make up,
+or probe, and the tooling that runs the chapters.
+
+* :mod:`~hwr_utils.teaching.scratch` -- convolution, pooling, softmax and optimizers from scratch,
+  each checked against PyTorch (convolution and softmax chapters);
+* :mod:`~hwr_utils.teaching.synthetic` -- photo-like images made from MNIST digits
+  (preprocessing chapter, tests);
+* :mod:`~hwr_utils.teaching.robustness` -- perturbations for robustness curves (evaluation
+  chapter);
+* :mod:`~hwr_utils.teaching.notebooks` -- the strict papermill runner, the smoke switch and
+  ``load_or_train`` (every chapter).
+"""

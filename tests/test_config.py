@@ -1,0 +1,54 @@
+import pytest
+
+from hwr_utils.config import TrainConfig, config_from_args, default_out, get_args_parser
+from hwr_utils.errors import ConfigError, HwrError
+
+
+def test_argument_parser_matches_config():
+    args = get_args_parser().parse_args(["--model", "article", "--epochs", "3", "--no-augment"])
+    config = config_from_args(args)
+    assert config == TrainConfig(model="article", epochs=3, augment=False)
+    assert config.out == default_out("article") == "checkpoints/article.pt"
+    with pytest.raises(SystemExit):
+        get_args_parser().parse_args(["--epochs", "three"])
+
+
+def test_every_parser_default_is_the_config_default():
+    parsed = config_from_args(get_args_parser().parse_args([]))
+    assert parsed == TrainConfig()
+
+
+@pytest.mark.parametrize(
+    "bad, says",
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"train_limit": 0}, "train_limit"),
+        ({"batch_size": -1}, "batch_size"),
+        ({"lr": 0.0}, "lr"),
+        ({"optimizer": "sgdd"}, "unknown optimizer"),
+        ({"schedule": "cosine"}, "unknown schedule"),
+        ({"normalization": "z"}, "unknown normalization"),
+        ({"model": "resnet"}, "unknown model"),
+        ({"label_smoothing": 1.0}, "label_smoothing"),
+        ({"weight_decay": -1.0}, "weight_decay"),
+        ({"val_size": -5}, "val_size"),
+        ({"model_config": {"normalization": "none"}}, "its own option"),
+    ],
+)
+def test_bad_settings_fail_when_the_config_is_made(bad, says):
+    with pytest.raises(ConfigError, match=says) as info:
+        TrainConfig(**bad)
+    assert isinstance(info.value, HwrError) and "\n" not in str(info.value)
+
+
+def test_adam_is_another_name_for_adamw():
+    assert TrainConfig(optimizer="adam").optimizer == "adamw"
+    args = get_args_parser().parse_args(["--optimizer", "adam"])
+    assert config_from_args(args).optimizer == "adamw"
+
+
+def test_fingerprint_ignores_what_does_not_change_the_numbers():
+    a = TrainConfig(out="a.pt", device="cpu", progress=False)
+    b = TrainConfig(out="b.pt", device="auto", compile=True)
+    assert a.fingerprint() == b.fingerprint()
+    assert a.fingerprint() != TrainConfig(lr=0.2).fingerprint()
