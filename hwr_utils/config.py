@@ -41,7 +41,7 @@ class TrainConfig:
     weight_decay: float = 5e-4  # on convolution and linear weights only
     label_smoothing: float = 0.1
     class_weights: list[float] | None = None  # per-class loss weights (class imbalance)
-    augment: bool = True
+    augment: float = 1.0  # strength of the random affine augmentation; 0 turns it off
     optimizer: str = "sgd"  # a key of OPTIMIZERS
     schedule: str = "onecycle"  # "onecycle" or "constant" (the learning rate never changes)
     normalization: str = "mnist"  # pixel scaling inside the model, a key of NORMALIZATIONS
@@ -60,6 +60,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.optimizer == "adam":  # the name it had before it said what it builds
             self.optimizer = "adamw"
+        self.augment = float(self.augment)  # True and False, as it once was, mean 1 and 0
         if self.out is None:
             self.out = default_out(self.model)
         choices = {
@@ -77,6 +78,8 @@ class TrainConfig:
         for name, value in positive.items():
             if not value > 0:
                 raise ConfigError(f"{name} must be positive, got {value}")
+        if not 0 <= self.augment <= 3:
+            raise ConfigError(f"augment (a strength) must be in [0, 3], got {self.augment}")
         if self.weight_decay < 0:
             raise ConfigError(f"weight_decay must not be negative, got {self.weight_decay}")
         if not 0 <= self.label_smoothing < 1:
@@ -105,8 +108,16 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate")
     parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
     parser.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing)
-    parser.add_argument(
-        "--no-augment", dest="augment", action="store_false", help="train without augmentation"
+    augment = parser.add_mutually_exclusive_group()
+    augment.add_argument(
+        "--augment",
+        type=float,
+        default=defaults.augment,
+        metavar="STRENGTH",
+        help="augmentation strength: 1 is +-10 degrees, +-10%% shift and scale; 0 is none",
+    )
+    augment.add_argument(
+        "--no-augment", dest="augment", action="store_const", const=0.0, help="no augmentation"
     )
     parser.add_argument(
         "--optimizer",

@@ -11,16 +11,19 @@ reported instead of silently trained on, and later calls reuse the tensors alrea
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
+import numpy as np
 import torch
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
-from .errors import HwrError
+from .errors import ConfigError, HwrError
 
 # MNIST's own normalization, computed from the 60,000 training images (the book recomputes it).
 MNIST_MEAN = 0.1307
@@ -89,17 +92,23 @@ def md5sum(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def verify_checksums(root: str | os.PathLike) -> None:
-    """Raise :class:`ChecksumError` naming every MNIST file under ``root`` that is not official."""
+def verify_checksums(
+    root: str | os.PathLike,
+    folder: Callable[[str | os.PathLike], Path] = raw_dir,
+    checksums: dict[str, str] = MNIST_MD5,
+    dataset: str = "MNIST",
+) -> None:
+    """Raise :class:`ChecksumError` naming every file of ``dataset`` (MNIST unless told) under
+    ``root`` that is not the official one."""
     bad = []
-    for name, expected in MNIST_MD5.items():
-        path = raw_dir(root) / name
+    for name, expected in checksums.items():
+        path = folder(root) / name
         actual = md5sum(path)
         if actual != expected:
             bad.append(f"{path} (md5 {actual}, expected {expected})")
     if bad:
         raise ChecksumError(
-            "MNIST file(s) are corrupted or not the official release: "
+            f"{dataset} file(s) are corrupted or not the official release: "
             + "; ".join(bad)
             + ". Delete them and copy or download them again."
         )
@@ -194,6 +203,92 @@ def load_mnist(
         MNISTSplit(train.images.clone(), train.labels.clone()),
         MNISTSplit(test.images.clone(), test.labels.clone()),
     )
+
+
+# USPS: real scans of ZIP-code digits (7,291 training, 2,007 test), 16x16, gzipped text.
+USPS_MD5 = {
+    "zip.train.gz": "206835541ea704bcfb4b6eea872678bf",
+    "zip.test.gz": "f9350e940232b89f1dc8f8eacac88625",
+}
+
+
+def usps_dir(root: str | os.PathLike) -> Path:
+    """The folder that holds USPS's two files under a data ``root``: ``<root>/USPS``."""
+    return Path(root) / "USPS"
+
+
+def find_usps(data_dir: str | os.PathLike | None = None) -> Path:
+    """Return the root folder holding ``USPS/zip.train.gz`` and ``USPS/zip.test.gz``, searched
+    like MNIST (explicit folder, ``HWR_DATA``, ``./data``, the checkout's ``data/``). There is
+    no download source for USPS: missing, it raises :class:`DataNotFoundError` saying where to
+    put the files (introduced in the fine-tuning chapter)."""
+    places = candidate_roots(data_dir)
+    for _, root in places:
+        if all((usps_dir(root) / name).is_file() for name in USPS_MD5):
+            return root
+    files = " and ".join(USPS_MD5)
+    if data_dir is not None:
+        raise DataNotFoundError(
+            f"USPS is not in {usps_dir(data_dir)} (given with --data-dir / data_dir): "
+            f"put {files} there"
+        )
+    looked = "\n".join(f"  - {usps_dir(root)}  (from {label})" for label, root in places)
+    raise DataNotFoundError(
+        f"USPS was not found. Looked for {files} in:\n{looked}\nThere is no download source "
+        "for USPS in this library. Fix: copy the two files (the ZIP-code digits of Hastie, "
+        "Tibshirani and Friedman's 'Elements of Statistical Learning') into <DIR>/USPS/ and "
+        "pass --data-dir <DIR> or set HWR_DATA=<DIR>."
+    )
+
+
+def _read_usps(path: Path) -> MNISTSplit:
+    # One digit per line: the label, then 256 values in [-1, 1] (-1 background, 1 ink).
+    with gzip.open(path, "rt") as handle:
+        table = np.loadtxt(handle, dtype=np.float32)
+    pixels = np.rint((table[:, 1:] + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
+    return MNISTSplit(
+        torch.from_numpy(pixels.reshape(-1, 16, 16)), torch.from_numpy(table[:, 0].astype(np.int64))
+    )
+
+
+def load_usps(
+    data_dir: str | os.PathLike | None = None, verify: bool = True
+) -> tuple[MNISTSplit, MNISTSplit]:
+    """USPS's training (7,291) and test (2,007) digits as uint8 images (N, 16, 16), white ink on
+    black like MNIST, and int64 labels; checked against their MD5 and read once per process."""
+    root = find_usps(data_dir).resolve()
+    key = root / "USPS"
+    if key not in _LOADED:
+        if verify:
+            verify_checksums(root, usps_dir, USPS_MD5, "USPS")
+        _LOADED[key] = (
+            _read_usps(usps_dir(root) / "zip.train.gz"),
+            _read_usps(usps_dir(root) / "zip.test.gz"),
+        )
+    train, test = _LOADED[key]
+    return (
+        MNISTSplit(train.images.clone(), train.labels.clone()),
+        MNISTSplit(test.images.clone(), test.labels.clone()),
+    )
+
+
+def usps_as_mnist(split: MNISTSplit, convention: str = "mnist") -> MNISTSplit:
+    """USPS's 16x16 digits as 28x28 images. ``"mnist"``: MNIST's own conventions, as
+    :func:`hwr_utils.preprocess.mnist_convention` applies them (ink box fitted into 20x20 with
+    its aspect kept, centre of mass at the centre); ``"resize"``: the plain bilinear resize to
+    28x28 behind the domain-adaptation literature's "source only" numbers."""
+    from .preprocess import mnist_convention
+
+    if convention == "mnist":
+        images = [mnist_convention(image) for image in split.images.numpy()]
+    elif convention == "resize":
+        images = [
+            cv2.resize(image, (28, 28), interpolation=cv2.INTER_LINEAR)
+            for image in split.images.numpy()
+        ]
+    else:
+        raise ConfigError(f"unknown convention {convention!r}; use mnist or resize")
+    return MNISTSplit(torch.from_numpy(np.stack(images)), split.labels.clone())
 
 
 def train_val_split(

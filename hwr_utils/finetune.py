@@ -6,8 +6,9 @@ property of each parameter (``requires_grad_``), the optimizer should only be gi
 may change, and a frozen batch-norm layer must also stop updating its running statistics,
 which happens in training mode whatever ``requires_grad`` says.
 
-The new dataset is scikit-learn's copy of the UCI handwritten digits (1,797 8x8 images by 43
-writers), made MNIST-like with :func:`hwr_utils.preprocess.preprocess_photo`.
+The new dataset is USPS (real scans of ZIP codes, :func:`hwr_utils.data.load_usps`), brought
+to MNIST's conventions with :func:`hwr_utils.data.usps_as_mnist`. Introduced in the fine-tuning
+chapter.
 """
 
 from __future__ import annotations
@@ -16,35 +17,16 @@ import copy
 from collections.abc import Callable
 from typing import Literal
 
-import cv2
-import numpy as np
 import torch
 from torch import nn
 
-from .errors import ConfigError, require
-from .preprocess import preprocess_photo
+from .augment import random_affine
+from .errors import ConfigError
 from .tasks import Classification
 from .train import train_step
 
 Method = Literal["scratch", "linear_probe", "head", "full"]
 METHODS: tuple[Method, ...] = ("scratch", "linear_probe", "head", "full")
-
-
-def load_uci_digits() -> tuple[torch.Tensor, torch.Tensor]:
-    """The UCI digits as MNIST-like uint8 images (N, 28, 28) and int64 labels (N,).
-
-    Each 8x8 image (values 0 to 16, ink bright) is scaled to 0..255, enlarged to 64x64 (so the
-    strokes are many pixels wide, as in a photo) and run through ``preprocess_photo``: cropped,
-    fitted into 20x20 and centred by mass, exactly like a reader's photo.
-    """
-    digits = require("sklearn.datasets", "The UCI digits").load_digits()
-    images = []
-    for image in digits.images:
-        big = cv2.resize(
-            (image * (255 / 16)).astype(np.uint8), (64, 64), interpolation=cv2.INTER_CUBIC
-        )
-        images.append(preprocess_photo(big))
-    return torch.from_numpy(np.stack(images)), torch.from_numpy(digits.target).long()
 
 
 def stratified_split(
@@ -76,14 +58,16 @@ def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def train_mode(model: nn.Module) -> nn.Module:
+def train_mode(model: nn.Module, freeze_bn_stats: bool = False) -> nn.Module:
     """``model.train()``, except batch-norm layers whose parameters are all frozen stay in eval
-    mode, so their running mean and variance stay what pre-training measured."""
+    mode, so their running mean and variance stay what pre-training measured. With
+    ``freeze_bn_stats`` every batch-norm layer keeps its statistics (its scale and shift may
+    still train): tiny fine-tuning batches then cannot drag them around."""
     model.train()
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             parameters = list(module.parameters(recurse=False))
-            if parameters and not any(p.requires_grad for p in parameters):
+            if freeze_bn_stats or (parameters and not any(p.requires_grad for p in parameters)):
                 module.eval()
     return model
 
@@ -114,6 +98,8 @@ def finetune(
     lr: float = 0.01,
     backbone_lr_factor: float = 0.1,
     seed: int = 0,
+    freeze_bn_stats: bool = False,
+    augment: float = 0.0,
 ) -> nn.Module:
     """Adapt a model to (``images``, ``labels``) with one of four methods; return it in eval mode.
 
@@ -124,7 +110,8 @@ def finetune(
 
     ``images`` are pixels in [0, 1] (N, 1, 28, 28). Adam for ``steps`` steps with cosine decay,
     each one the training engine's :func:`~hwr_utils.train.train_step`; frozen batch-norm layers
-    stay in eval mode (:func:`train_mode`).
+    stay in eval mode, all of them with ``freeze_bn_stats`` (:func:`train_mode`). ``augment``
+    is the strength of :func:`~hwr_utils.augment.random_affine` applied to each batch (0: none).
     """
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -151,8 +138,9 @@ def finetune(
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     generator = torch.Generator().manual_seed(seed)
     task = Classification()
-    train_mode(model)
+    train_mode(model, freeze_bn_stats)
     for _ in range(steps):
         index = torch.randint(len(labels), (min(batch_size, len(labels)),), generator=generator)
-        train_step(model, task, optimizer, images[index], labels[index], scheduler)
+        batch = images[index] if not augment else random_affine(images[index], strength=augment)
+        train_step(model, task, optimizer, batch, labels[index], scheduler)
     return model.eval()

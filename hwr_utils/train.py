@@ -14,6 +14,7 @@ import warnings
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -182,7 +183,7 @@ def prepare_training(config: TrainConfig, train: MNISTSplit | None = None) -> Tr
         config.batch_size,
         shuffle=True,
         seed=config.seed,
-        augment=random_affine if config.augment else None,
+        augment=partial(random_affine, strength=config.augment) if config.augment else None,
         drop_last=len(train) >= config.batch_size,
     )
     model = build_model(config.model, normalization=config.normalization, **config.model_config)
@@ -265,7 +266,8 @@ def fit(config: TrainConfig, train: MNISTSplit | None = None) -> dict[str, Any]:
         if config.progress:
             print(
                 f"epoch {epoch + 1:>2}/{config.epochs}  loss {row['train_loss']:.4f}  "
-                f"val acc {row.get('val_accuracy', math.nan):.4f}  ({elapsed:.0f} s)"
+                f"val acc {row.get('val_accuracy', math.nan):.4f}  ({elapsed:.0f} s)",
+                flush=True,  # a log file gets each epoch as it ends
             )
         checkpoint = _checkpoint(model, task, config, optimizer, scheduler, history, elapsed)
         if device.type == "cuda":  # dropout on a GPU draws from the GPU's generator

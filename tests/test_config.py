@@ -13,6 +13,15 @@ def test_argument_parser_matches_config():
         get_args_parser().parse_args(["--epochs", "three"])
 
 
+def test_augmentation_strength_option():
+    assert config_from_args(get_args_parser().parse_args(["--augment", "0.5"])).augment == 0.5
+    assert TrainConfig(augment=True).augment == 1.0 and TrainConfig(augment=False).augment == 0
+    with pytest.raises(SystemExit):
+        get_args_parser().parse_args(["--augment", "0.5", "--no-augment"])
+    with pytest.raises(ConfigError, match="augment"):
+        TrainConfig(augment=-1)
+
+
 def test_every_parser_default_is_the_config_default():
     parsed = config_from_args(get_args_parser().parse_args([]))
     assert parsed == TrainConfig()

@@ -182,3 +182,47 @@ def test_make_rare_and_oversample():
     assert balanced.labels.bincount().tolist() == [10] * 10
     with pytest.raises(ValueError):
         make_rare(split, 3, 0)
+
+
+def test_usps_loads_with_its_published_counts(tmp_path):
+    from hwr_utils.data import load_usps, usps_as_mnist
+
+    train, test = load_usps()
+    assert train.images.shape == (7291, 16, 16) and test.images.shape == (2007, 16, 16)
+    assert train.images.dtype == torch.uint8 and test.labels.dtype == torch.int64
+    assert test.labels.bincount().tolist() == [359, 264, 198, 166, 200, 160, 170, 147, 166, 177]
+    # white ink on black, as MNIST (the digits fill the frame, but its corners are background)
+    corners = train.images[:, [0, -1]][:, :, [0, -1]].float()
+    assert corners.mean() < 20 < train.images.float().mean()
+    for convention in ("mnist", "resize"):
+        as_mnist = usps_as_mnist(MNISTSplit(test.images[:20], test.labels[:20]), convention)
+        assert as_mnist.images.shape == (20, 28, 28) and as_mnist.images.dtype == torch.uint8
+    with pytest.raises(ValueError, match="convention"):
+        usps_as_mnist(test, "stretch")
+
+
+def test_usps_missing_says_there_is_no_download(tmp_path, monkeypatch):
+    from hwr_utils.data import find_usps
+
+    monkeypatch.setenv("HWR_DATA", str(tmp_path / "nowhere"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(data, "default_root", lambda: tmp_path / "repo")
+    with pytest.raises(DataNotFoundError) as info:
+        find_usps()
+    message = str(info.value)
+    assert "no download source" in message and str(tmp_path / "nowhere" / "USPS") in message
+    with pytest.raises(DataNotFoundError, match="given with --data-dir"):
+        find_usps(tmp_path / "given")
+
+
+def test_usps_checksums_are_checked(tmp_path):
+    from hwr_utils.data import USPS_MD5, find_usps, load_usps, usps_dir
+
+    folder = usps_dir(tmp_path)
+    folder.mkdir()
+    for name in USPS_MD5:
+        os.symlink(usps_dir(find_usps()) / name, folder / name)
+    (folder / "zip.test.gz").unlink()
+    (folder / "zip.test.gz").write_bytes(b"\x1f\x8b not the real file")
+    with pytest.raises(ChecksumError, match="USPS.*zip.test.gz"):
+        load_usps(tmp_path)

@@ -1,5 +1,3 @@
-import cv2
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,7 +9,6 @@ from hwr_utils.finetune import (
     changed_tensors,
     finetune,
     freeze_backbone,
-    load_uci_digits,
     stratified_split,
     train_mode,
     trainable_parameters,
@@ -87,14 +84,13 @@ def test_finetuning_learns_the_new_data(tiny_checkpoint, mnist):
     assert after > before + 0.2
 
 
-def test_uci_digits_are_mnist_like():
-    images, labels = load_uci_digits()
-    assert images.shape == (1797, 28, 28) and images.dtype == torch.uint8
-    assert labels.bincount().tolist() == [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
-    centres = [cv2.moments(image.numpy().astype(np.float32)) for image in images[:50]]
-    cx = np.mean([m["m10"] / m["m00"] for m in centres])
-    cy = np.mean([m["m01"] / m["m00"] for m in centres])
-    assert abs(cx - 14) < 0.5 and abs(cy - 14) < 0.5
+def test_frozen_bn_statistics_stay_put_in_full_finetuning():
+    model = build_model("hwrnet", width=4)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    one_step(model, list(model.parameters()), train=lambda m: train_mode(m, freeze_bn_stats=True))
+    changed = changed_tensors(before, model)
+    assert not [n for n in changed if "running_" in n or "num_batches" in n]
+    assert any(n.endswith("weight") and n.startswith("features.") for n in changed)
 
 
 def test_stratified_split():
@@ -104,3 +100,22 @@ def test_stratified_split():
     assert torch.equal(first, stratified_split(labels, 5, seed=0))
     rest = stratified_split(labels, None, seed=0, exclude=first)
     assert len(rest) == 150 and not set(rest.tolist()) & set(first.tolist())
+
+
+def test_finetune_augments_batches_when_asked(monkeypatch):
+    from hwr_utils import finetune as finetune_module
+
+    calls = []
+    real = finetune_module.random_affine
+
+    def spy(images, strength):
+        calls.append(strength)
+        return real(images, strength=strength)
+
+    monkeypatch.setattr(finetune_module, "random_affine", spy)
+    x, y = torch.rand(20, 1, 28, 28), torch.arange(20) % 10
+    pretrained = build_model("hwrnet", width=4)
+    finetune(pretrained, "head", x, y, None, steps=3, augment=0.5)
+    assert calls == [0.5] * 3
+    finetune(pretrained, "head", x, y, None, steps=3)
+    assert len(calls) == 3  # augment=0: no augmentation

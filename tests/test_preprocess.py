@@ -143,3 +143,31 @@ def test_exif_orientation_is_applied(tmp_path):
     path = tmp_path / "phone.jpg"
     image.save(path, exif=exif)
     assert load_image(path).shape == (40, 20)  # displayed tall
+
+
+def test_mnist_convention_boxes_and_centres_a_clean_digit():
+    from hwr_utils.preprocess import mnist_convention
+
+    digit = np.zeros((16, 16), np.uint8)
+    digit[2:14, 6:9] = 255  # a tall bar: 12 high, 3 wide
+    out = mnist_convention(digit)
+    rows, cols = np.nonzero(out > 60)
+    assert out.shape == (28, 28) and rows.max() - rows.min() + 1 in (19, 20, 21)
+    assert cols.max() - cols.min() + 1 < 8  # the aspect ratio is kept, not stretched
+    cx, cy = centre_of_mass(out)
+    assert abs(cx - 14) < 0.6 and abs(cy - 14) < 0.6
+    with pytest.raises(ImageError, match="blank"):
+        mnist_convention(np.zeros((16, 16), np.uint8))
+
+
+def test_stroke_width_and_thicken():
+    from hwr_utils.preprocess import stroke_width, thicken
+
+    bar = np.zeros((28, 28), np.uint8)
+    bar[4:24, 12:15] = 255  # 3 pixels wide, 20 long
+    assert stroke_width(bar) == pytest.approx(3, abs=0.3)
+    thick = thicken(bar, width=4.0)
+    assert stroke_width(thick) >= 4.0 and thick.sum() > bar.sum()
+    cx, cy = centre_of_mass(thick)
+    assert abs(cx - 14) < 0.6 and abs(cy - 14) < 0.6
+    assert np.array_equal(thicken(bar, width=2.0), bar)  # wide enough already: untouched
