@@ -1,8 +1,9 @@
 """Chapters have strict papermill parameters with a smoke switch.
 
 Each chapter is *executed* once per test run, by nbval (smoke mode through ``HWR_SMOKE=1``, see
-book/conftest.py): a cell that raises fails, and cells marked ``# NBVAL_CHECK_OUTPUT`` must
-reproduce their stored output. Here only what nbval cannot check: the parameters.
+book/conftest.py): a cell that raises fails, and cells tagged ``nbval-check-output`` must
+reproduce their stored output. Here only what nbval cannot check: the parameters, and that
+what a reader sees in Jupyter or Colab is not raw Sphinx markup or test-harness markers.
 """
 
 from pathlib import Path
@@ -12,6 +13,8 @@ import pytest
 
 from hwr_utils.errors import ConfigError
 from hwr_utils.teaching.notebooks import run_notebook, smoke_mode
+from hwr_utils.teaching.source import show_source
+from hwr_utils.train import train_step
 
 BOOK = Path(__file__).resolve().parents[1] / "book"
 CHAPTERS = sorted(p for p in BOOK.glob("*.ipynb") if not p.name.endswith(".out.ipynb"))
@@ -54,3 +57,32 @@ def test_smoke_mode_reads_the_environment(monkeypatch):
     assert smoke_mode(False) is True
     monkeypatch.setenv("HWR_SMOKE", "0")
     assert smoke_mode(False) is False
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_chapter_reads_the_same_in_jupyter_and_in_the_book(chapter):
+    notebook = nbformat.read(chapter, as_version=4)
+    for number, cell in enumerate(notebook.cells):
+        where = f"{chapter.name}, cell {number}"
+        if cell.cell_type == "markdown":
+            # Sphinx directives (literalinclude, ::: admonitions) show as raw text in a notebook.
+            assert "{literalinclude}" not in cell.source, where + ": use show_source()"
+            assert not [line for line in cell.source.splitlines() if line.startswith(":::")], (
+                where + ": use <details> for solutions"
+            )
+        else:
+            # Harness markers belong in cell tags, which readers do not see.
+            assert "NBVAL_" not in cell.source, where + ": use a nbval-* tag"
+            if cell.source.startswith("show_source("):
+                assert "nbval-check-output" in cell.metadata.get("tags", []), (
+                    where + ": shown source must be checked against the library"
+                )
+
+
+def test_show_source_is_the_installed_code():
+    shown = show_source(train_step)
+    assert shown.origin == "hwr_utils/train.py"
+    assert shown.code.startswith("def train_step(") and "optimizer.step()" in shown.code
+    assert shown._repr_markdown_().startswith("`hwr_utils/train.py`\n\n```python\ndef train_step(")
+    with pytest.raises(TypeError, match="no Python source"):
+        show_source(3)

@@ -7,6 +7,7 @@ or probe, and the tooling that runs the chapters.
   (preprocessing chapter, tests);
 * :mod:`~hwr_utils.teaching.robustness` -- perturbations for robustness curves (evaluation
   chapter);
+* :mod:`~hwr_utils.teaching.source` -- ``show_source``, the library's real code shown in a chapter;
 * :mod:`~hwr_utils.teaching.notebooks` -- the strict papermill runner, the smoke switch and
   ``load_or_train`` (every chapter).
 """
