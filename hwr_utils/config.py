@@ -16,7 +16,9 @@ from typing import Any
 from .errors import ConfigError
 from .models import MODELS, NORMALIZATIONS
 
-OPTIMIZERS = ("sgd", "adamw")  # SGD with Nesterov momentum 0.9; AdamW (decoupled decay)
+#: Optimizers ``--optimizer`` accepts: SGD with Nesterov momentum 0.9; AdamW (decoupled decay).
+OPTIMIZERS = ("sgd", "adamw")
+#: Learning-rate schedules ``--schedule`` accepts.
 SCHEDULES = ("onecycle", "constant")
 DEVICES_HELP = "auto, cpu, cuda, cuda:1, mps"
 

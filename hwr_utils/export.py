@@ -27,6 +27,7 @@ from .checkpoints import atomic_path, load_checkpoint, model_from_checkpoint, ta
 from .errors import CheckpointError, ConfigError, HwrError, first_line, require
 from .tasks import Task
 
+#: Largest difference in logits allowed between an export and the eager model.
 PARITY_ATOL = 1e-4
 FORMATS = ("onnx", "pt2")
 METADATA_KEY = "hwr"  # ONNX metadata property / .pt2 extra file holding task, classes, shape

@@ -24,7 +24,7 @@ from torch import nn
 from .data import MNIST_MEAN, MNIST_STD
 from .errors import ConfigError
 
-# (mean, std) subtracted from and divided into pixels scaled to [0, 1].
+#: (mean, std) subtracted from and divided into pixels scaled to [0, 1].
 NORMALIZATIONS: dict[str, tuple[float, float]] = {
     "mnist": (MNIST_MEAN, MNIST_STD),  # MNIST's statistics: zero mean, unit variance
     "article": (0.5, 0.5),  # the article's Normalize((0.5,), (0.5,)): pixels in [-1, 1]
@@ -167,6 +167,7 @@ class HwrNet(nn.Module):
         return self.classifier(self.features(self.normalize(x)))
 
 
+#: Model names ``--model`` accepts, and the functions that build them.
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "article": ArticleNet,
     "article2": Article2Net,

@@ -86,3 +86,11 @@ def test_show_source_is_the_installed_code():
     assert shown._repr_markdown_().startswith("`hwr_utils/train.py`\n\n```python\ndef train_step(")
     with pytest.raises(TypeError, match="no Python source"):
         show_source(3)
+
+
+def test_no_number_awaits_its_full_size_run():
+    # Prose written before a full-size run marks the numbers it expects with ⟦?⟧; each must be
+    # replaced by the executed output's value before the book is published.
+    pages = [*CHAPTERS, *BOOK.glob("*.md"), BOOK.parent / "README.md"]
+    marked = [p.name for p in pages if "⟦?⟧" in p.read_text(encoding="utf-8")]
+    assert not marked, f"numbers still marked ⟦?⟧ in: {', '.join(marked)}"

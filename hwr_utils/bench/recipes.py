@@ -39,8 +39,8 @@ from ..runtime import set_seed
 from ..tasks import Classification
 from ..train import evaluate, prepare_training, train_step
 
-# The article's per-image pipeline. On MNIST, Grayscale and Resize((28, 28)) change nothing:
-# the images are already one-channel 28x28.
+#: The article's per-image pipeline. On MNIST, Grayscale and Resize((28, 28)) change nothing:
+#: the images are already one-channel 28x28.
 ARTICLE_TRANSFORM = transforms.Compose(
     [
         transforms.Grayscale(),
