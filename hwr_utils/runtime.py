@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -41,15 +42,31 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as Linux reports them in ``/proc/cpuinfo`` (empty elsewhere)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return frozenset()
+    for line in lines:
+        if line.startswith("flags"):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
 def bf16_supported(device: torch.device) -> bool:
     """Whether bfloat16 autocast runs natively here: a GPU with bf16, or a CPU with AVX512-BF16
     or AMX. Elsewhere PyTorch emulates bf16 with conversions, which is slower than float32."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
-        cpu = getattr(torch._C, "_cpu", None)  # private, but the only probe PyTorch offers
+        # Older PyTorch builds had private probes; newer ones dropped them, so the operating
+        # system's list of CPU features is asked as well.
+        cpu = getattr(torch._C, "_cpu", None)
         probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-        return any(getattr(cpu, name, lambda: False)() for name in probes)
+        if any(getattr(cpu, name, lambda: False)() for name in probes):
+            return True
+        return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
     return False
 
 

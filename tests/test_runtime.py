@@ -1,9 +1,18 @@
+from pathlib import Path
+
 import pytest
 import torch
 
 from hwr_utils import runtime
 from hwr_utils.errors import ConfigError
-from hwr_utils.runtime import bf16_supported, live_progress, maybe_compile, pick_device, set_seed
+from hwr_utils.runtime import (
+    bf16_supported,
+    cpu_flags,
+    live_progress,
+    maybe_compile,
+    pick_device,
+    set_seed,
+)
 
 
 def test_compile_failure_falls_back_to_eager(monkeypatch):
@@ -50,6 +59,24 @@ def test_set_seed_repeats_every_generator():
 def test_bf16_probe_answers_for_every_device_type():
     assert isinstance(bf16_supported(torch.device("cpu")), bool)
     assert bf16_supported(torch.device("meta")) is False
+
+
+def test_bf16_probe_reads_the_cpu_flags(monkeypatch):
+    # PyTorch's private probes are gone from newer builds: the CPU's own flags decide.
+    monkeypatch.setattr(torch._C, "_cpu", None, raising=False)
+    monkeypatch.setattr(
+        "hwr_utils.runtime.cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"})
+    )
+    assert bf16_supported(torch.device("cpu")) is True
+    monkeypatch.setattr("hwr_utils.runtime.cpu_flags", lambda: frozenset({"avx512f"}))
+    assert bf16_supported(torch.device("cpu")) is False
+
+
+def test_cpu_flags_match_the_operating_system():
+    flags = cpu_flags()
+    assert isinstance(flags, frozenset)
+    if Path("/proc/cpuinfo").is_file():
+        assert flags and all(flag == flag.strip() for flag in flags)
 
 
 def test_live_progress_follows_the_output(monkeypatch):

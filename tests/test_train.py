@@ -6,7 +6,6 @@ from hwr_utils.checkpoints import load_checkpoint
 from hwr_utils.data import MNISTSplit
 from hwr_utils.errors import ConfigError
 from hwr_utils.models import NORMALIZATIONS, HwrNet, build_model
-from hwr_utils.runtime import bf16_supported
 from hwr_utils.tasks import Classification
 from hwr_utils.train import fit, make_optimizer, prepare_training, train_one_epoch
 
@@ -125,9 +124,8 @@ def test_the_model_is_fed_pixels_and_normalizes_them(tmp_path, tiny_config, mnis
     torch.testing.assert_close(setup.model.normalize(images), (images - mean) / std)
 
 
-def test_bf16_only_where_native(tmp_path, tiny_config):
-    if bf16_supported(torch.device("cpu")):
-        pytest.skip("this CPU has native bf16; the fallback is not exercised")
+def test_bf16_only_where_native(tmp_path, tiny_config, monkeypatch):
+    monkeypatch.setattr("hwr_utils.train.bf16_supported", lambda device: False)
     with pytest.warns(UserWarning, match="bfloat16"):
         setup = prepare_training(tiny_config(tmp_path, bf16=True))
     assert setup.bf16 is False
