@@ -1,7 +1,7 @@
 """The models of the book, each buildable by name with :func:`build_model`.
 
 * ``article``  -- the first article's one-convolution network, with its classifier resized for
-  the 28x28 images it is actually fed (the article sizes ``fc1`` for 224x224 input).
+  the 28x28 images it is actually fed (the article's ``fc1`` fits a 112x112 input only).
 * ``article2`` -- the second article's two-convolution network (it forgot to import
   ``torch.nn.functional``; here it is imported).
 * ``examples`` -- the network of pytorch/examples' MNIST script, the usual point of comparison.
@@ -57,8 +57,8 @@ class ArticleNet(nn.Module):
     """The first article's model. Only ``fc1``'s input size differs: ``32 * 14 * 14``.
 
     One 3x3 convolution keeps 28x28, one 2x2 max pool halves it to 14x14, so the flattened
-    feature map has 32 * 14 * 14 = 6,272 values, not the article's 32 * 56 * 56 (which is
-    what a 112x112 map would give, i.e. a 224x224 input halved once).
+    feature map has 32 * 14 * 14 = 6,272 values, not the article's 32 * 56 * 56 (a 56x56 map:
+    a 112x112 input halved once; its own 224x224 preprocessing would give 32 * 112 * 112).
     """
 
     def __init__(self, input_size: int = 28, normalization: str = "mnist") -> None:

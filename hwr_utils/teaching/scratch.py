@@ -138,11 +138,11 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def cross_entropy_grad(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Gradient of :func:`cross_entropy` with respect to the logits: ``(p - y) / N``, where
-    ``p`` is the softmax and ``y`` the one-hot target."""
+    """Gradient of :func:`cross_entropy` with respect to the logits: ``(p - t) / N``, where
+    ``p`` is the softmax and ``t`` the one-hot target."""
     p = softmax(logits)
-    y = F.one_hot(targets, logits.shape[1]).to(p.dtype)
-    return (p - y) / logits.shape[0]
+    t = F.one_hot(targets, logits.shape[1]).to(p.dtype)
+    return (p - t) / logits.shape[0]
 
 
 # --- optimizers -----------------------------------------------------------------------------
@@ -160,7 +160,7 @@ class _Optimizer:
 class SGD(_Optimizer):
     """Stochastic gradient descent, optionally with (heavy-ball) momentum, as ``torch.optim.SGD``:
 
-    ``v <- momentum * v + g`` (``v = g`` on the first step); ``w <- w - lr * v``.
+    ``u <- momentum * u + g`` (``u = g`` on the first step); ``w <- w - lr * u``.
     """
 
     def __init__(self, params, lr: float, momentum: float = 0.0) -> None:
@@ -173,8 +173,8 @@ class SGD(_Optimizer):
         for i, p in enumerate(self.params):
             g = p.grad
             if self.momentum:
-                v = self.velocity[i]
-                self.velocity[i] = g.clone() if v is None else self.momentum * v + g
+                u = self.velocity[i]
+                self.velocity[i] = g.clone() if u is None else self.momentum * u + g
                 g = self.velocity[i]
             p -= self.lr * g
 
