@@ -16,7 +16,8 @@ from typing import Any
 from .errors import ConfigError
 from .models import MODELS, NORMALIZATIONS
 
-#: Optimizers ``--optimizer`` accepts: SGD with Nesterov momentum 0.9; AdamW (decoupled decay).
+#: Optimizers ``--optimizer`` accepts: SGD with Nesterov momentum (0.9; one-cycle moves it between
+#: 0.95 and 0.85); AdamW (decoupled weight decay).
 OPTIMIZERS = ("sgd", "adamw")
 #: Learning-rate schedules ``--schedule`` accepts.
 SCHEDULES = ("onecycle", "constant")
