@@ -6,6 +6,7 @@ reproduce their stored output. Here only what nbval cannot check: the parameters
 what a reader sees in Jupyter or Colab is not raw Sphinx markup or test-harness markers.
 """
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -94,3 +95,16 @@ def test_no_number_awaits_its_full_size_run():
     pages = [*CHAPTERS, *BOOK.glob("*.md"), BOOK.parent / "README.md"]
     marked = [p.name for p in pages if "⟦?⟧" in p.read_text(encoding="utf-8")]
     assert not marked, f"numbers still marked ⟦?⟧ in: {', '.join(marked)}"
+
+
+def test_every_work_a_chapter_cites_is_on_the_references_page():
+    collected = " ".join((BOOK / "references.md").read_text(encoding="utf-8").split())
+    for chapter in CHAPTERS:
+        cells = nbformat.read(chapter, as_version=4).cells
+        sections = [
+            c.source.split("## References", 1)[1] for c in cells if "## References" in c.source
+        ]
+        assert sections, f"{chapter.name} has no References section"
+        for entry in sections[0].split("\n- ")[1:]:
+            work = re.match(r"[^(]+\(\d{4}\)", " ".join(entry.split()))  # authors (year)
+            assert work and work.group(0) in collected, f"{chapter.name}: {entry[:60]} missing"
