@@ -108,3 +108,13 @@ def test_every_work_a_chapter_cites_is_on_the_references_page():
         for entry in sections[0].split("\n- ")[1:]:
             work = re.match(r"[^(]+\(\d{4}\)", " ".join(entry.split()))  # authors (year)
             assert work and work.group(0) in collected, f"{chapter.name}: {entry[:60]} missing"
+
+
+def test_introduction_states_the_stored_runs_times():
+    # The introduction's table of full-size run times is read off the stored notebooks.
+    intro = (BOOK / "intro.md").read_text(encoding="utf-8")
+    for chapter in CHAPTERS:
+        seconds = round(nbformat.read(chapter, as_version=4).metadata["papermill"]["duration"])
+        row = re.search(rf"\| {{doc}}`{chapter.stem}`[^|]*\| (\d+) s \|", intro)
+        assert row, f"no time for {chapter.stem} in intro.md"
+        assert int(row.group(1)) == seconds, f"{chapter.stem}: {row.group(1)} s, stored {seconds} s"
