@@ -49,12 +49,8 @@ def main() -> None:
     pool = stratified_split(labels, None, seed=0, exclude=held_out)
 
     def accuracy(m: torch.nn.Module) -> float:
-        return (
-            (predict_logits(m, images[held_out]).argmax(1) == labels[held_out])
-            .float()
-            .mean()
-            .item()
-        )
+        predicted = predict_logits(m, images[held_out]).argmax(1)
+        return (predicted == labels[held_out]).float().mean().item()
 
     def build() -> torch.nn.Module:
         return build_model(checkpoint["model"], **checkpoint["model_config"])
@@ -68,12 +64,9 @@ def main() -> None:
         for name, setting in SETTINGS.items():
             if args.smoke:
                 setting = {**setting, "steps": 10}
+            x, y = images[chosen], labels[chosen]
             row = {
-                method: accuracy(
-                    finetune(
-                        model, method, images[chosen], labels[chosen], build, seed=0, **setting
-                    )
-                )
+                method: accuracy(finetune(model, method, x, y, build, seed=0, **setting))
                 for method in ("head", "full")
             }
             results[f"{size or 'all'} per class, {name}"] = row
