@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="10 steps, 1 label per class")
     parser.add_argument("--json", default=None, help="save the figures to this file")
     args = parser.parse_args()
-    torch.set_num_threads(1)  # the same numbers on any machine with this PyTorch
+    torch.set_num_threads(1)  # repeatable figures, whatever the number of cores
     print(describe_machine())
     model, checkpoint = load_or_train(args.checkpoint, smoke=args.smoke)
     train, _ = load_usps()
