@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from hwr_utils.teaching import colab
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -33,3 +35,10 @@ def test_strict_build_offline_math():
     assert "_static/mathjax/tex-chtml.js" in intro
     assert (html / "_static" / "mathjax" / "tex-chtml.js").is_file()
     assert (html / "_static/mathjax/output/chtml/fonts/woff-v2/MathJax_Main-Regular.woff").is_file()
+    # Each chapter's launch button opens it in Colab from the one address; the notebooks'
+    # badges (remote images, for notebook readers) are not in the HTML.
+    url, branch = colab.repository(ROOT / "book")
+    for chapter in colab.chapters(ROOT / "book"):
+        page = (html / f"{chapter.stem}.html").read_text()
+        assert f'href="{colab.colab_link(url, branch, chapter.stem)}"' in page, chapter.stem
+        assert "colab-badge.svg" not in page, chapter.stem

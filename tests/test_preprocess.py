@@ -1,5 +1,6 @@
 import struct
 import zlib
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 from PIL import Image
 
 from hwr_utils.preprocess import ImageError, load_image, preprocess_photo
-from hwr_utils.teaching.synthetic import make_photo
+from hwr_utils.teaching.synthetic import BOOK_PHOTOS, book_photos, make_photo
 
 
 def centre_of_mass(image: np.ndarray) -> tuple[float, float]:
@@ -171,3 +172,24 @@ def test_stroke_width_and_thicken():
     cx, cy = centre_of_mass(thick)
     assert abs(cx - 14) < 0.6 and abs(cy - 14) < 0.6
     assert np.array_equal(thicken(bar, width=2.0), bar)  # wide enough already: untouched
+
+
+def test_book_photos_are_what_book_photos_makes(tmp_path, mnist_root):
+    # A chapter opened without book/photos/ makes the photos itself: they must be the same
+    # pictures the book ships (PNG exactly; JPEG up to the encoder's rounding).
+    shipped = Path(__file__).resolve().parents[1] / "book" / "photos"
+    made = book_photos(tmp_path / "photos", mnist_root)
+    assert (
+        [p.name for p in made]
+        == sorted(BOOK_PHOTOS)
+        == sorted(p.name for p in shipped.iterdir() if p.suffix in (".jpg", ".png"))
+    )
+    for path in made:
+        ours = np.asarray(Image.open(path), dtype=np.int16)
+        theirs = np.asarray(Image.open(shipped / path.name), dtype=np.int16)
+        assert ours.shape == theirs.shape, path.name
+        tolerance = 0 if path.suffix == ".png" else 8
+        assert np.abs(ours - theirs).max() <= tolerance, path.name
+    stamp = made[0].stat().st_mtime_ns
+    assert book_photos(tmp_path / "photos", mnist_root) == made  # present: nothing remade
+    assert made[0].stat().st_mtime_ns == stamp

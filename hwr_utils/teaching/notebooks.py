@@ -82,6 +82,10 @@ def load_or_train(
         config = dataclasses.replace(
             config, epochs=1, train_limit=2000, out=str(smoke_path), progress=False
         )
+    # A chapter opened on its own (Colab) gets here: say why it waits, and where the model goes.
+    print(
+        f"No model at {path}: training it first ({config.epochs} epoch(s), saved as {config.out})."
+    )
     checkpoint = fit(config)
     checkpoint["path"] = config.out
     return model_from_checkpoint(checkpoint), checkpoint

@@ -7,6 +7,8 @@ sensor noise. Because we know which digit went in, we can check what comes out.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 
@@ -61,3 +63,45 @@ def make_photo(
         return gray
     tint = np.array([1.0, 0.97, 0.9])  # warm light on paper
     return np.clip(gray[..., None] * tint, 0, 255).astype(np.uint8)
+
+
+# The photos the book ships in book/photos/: name -> (label, options for make_photo). The file
+# name starts with the true label, so a chapter can check its predictions.
+BOOK_PHOTOS: dict[str, tuple[int, dict]] = {
+    "7_pen_on_paper.jpg": (7, {"thin": 0.4, "size": (900, 1200), "digit_height": 500}),
+    "2_marker.jpg": (2, {"size": (480, 640), "digit_height": 300, "angle": -6}),
+    "1_chalk_on_board.jpg": (1, {"dark_ink": False, "size": (600, 800), "digit_height": 380}),
+    "4_tablet_drawing.png": (4, {"alpha": True, "size": (400, 400), "digit_height": 300}),
+    "0_off_centre.jpg": (0, {"offset": (0.2, -0.25), "digit_height": 180, "size": (720, 960)}),
+    "9_tilted.jpg": (9, {"angle": 12, "size": (600, 600), "digit_height": 360}),
+    "3_large_photo.jpg": (3, {"thin": 0.5, "size": (2400, 3200), "digit_height": 1400, "noise": 2}),
+    "5_gray_scan.png": (5, {"color": False, "noise": 3, "size": (300, 300), "digit_height": 220}),
+}
+
+
+def book_photos(
+    folder: str | Path = "photos", data_dir: str | Path | None = None, overwrite: bool = False
+) -> list[Path]:
+    """The book's photos in ``folder``, sorted by name; any that are missing (all of them, with
+    ``overwrite``) are made first (preprocessing and deployment chapters), so a chapter opened
+    on its own still has them.
+
+    Each is the first MNIST *test* image of its label (never seen in training), drawn by
+    :func:`make_photo` with the options in ``BOOK_PHOTOS`` and its position as the seed.
+    """
+    from PIL import Image
+
+    from ..data import load_mnist
+
+    folder = Path(folder)
+    missing = [name for name in BOOK_PHOTOS if overwrite or not (folder / name).is_file()]
+    if missing:
+        folder.mkdir(parents=True, exist_ok=True)
+        _, test = load_mnist(data_dir)
+        for seed, (name, (label, options)) in enumerate(BOOK_PHOTOS.items()):
+            if name in missing:
+                index = int((test.labels == label).nonzero()[0, 0])
+                photo = make_photo(test.images[index].numpy(), seed=seed, **options)
+                extra = {"quality": 88} if name.endswith(".jpg") else {}
+                Image.fromarray(photo).save(folder / name, **extra)
+    return sorted(folder / name for name in BOOK_PHOTOS)
