@@ -217,11 +217,26 @@ def usps_dir(root: str | os.PathLike) -> Path:
     return Path(root) / "USPS"
 
 
-def find_usps(data_dir: str | os.PathLike | None = None) -> Path:
+# The data page of Hastie, Tibshirani and Friedman's "The Elements of Statistical Learning",
+# which has served these two files (the ones USPS_MD5 names) since the book's first edition.
+USPS_URL = "https://hastie.su.domains/ElemStatLearn/datasets/"
+
+
+def _download_usps(root: Path) -> None:
+    """Download USPS's two files into ``root/USPS``, each checked against its MD5 (raises if
+    offline or if a file is not the one expected)."""
+    from torchvision.datasets.utils import download_url
+
+    for name, md5 in USPS_MD5.items():
+        download_url(USPS_URL + name, str(usps_dir(root)), name, md5)
+
+
+def find_usps(data_dir: str | os.PathLike | None = None, download: bool = True) -> Path:
     """Return the root folder holding ``USPS/zip.train.gz`` and ``USPS/zip.test.gz``, searched
-    like MNIST (explicit folder, ``HWR_DATA``, ``./data``, the checkout's ``data/``). There is
-    no download source for USPS: missing, it raises :class:`DataNotFoundError` saying where to
-    put the files (introduced in the fine-tuning chapter)."""
+    like MNIST (explicit folder, ``HWR_DATA``, ``./data``, the checkout's ``data/``) and
+    downloaded like it from :data:`USPS_URL` into :func:`default_root` when missing (introduced
+    in the fine-tuning chapter). Offline and missing, :class:`DataNotFoundError` says where to
+    put the files."""
     places = candidate_roots(data_dir)
     for _, root in places:
         if all((usps_dir(root) / name).is_file() for name in USPS_MD5):
@@ -233,11 +248,17 @@ def find_usps(data_dir: str | os.PathLike | None = None) -> Path:
             f"put {files} there"
         )
     looked = "\n".join(f"  - {usps_dir(root)}  (from {label})" for label, root in places)
+    reason = "Downloading was disabled."
+    if download:
+        try:
+            _download_usps(default_root())
+            return default_root()
+        except Exception as error:  # offline, or a file that is not the expected one
+            reason = f"The download from {USPS_URL} failed: {error}"
     raise DataNotFoundError(
-        f"USPS was not found. Looked for {files} in:\n{looked}\nThere is no download source "
-        "for USPS in this library. Fix: copy the two files (the ZIP-code digits of Hastie, "
-        "Tibshirani and Friedman's 'Elements of Statistical Learning') into <DIR>/USPS/ and "
-        "pass --data-dir <DIR> or set HWR_DATA=<DIR>."
+        f"USPS was not found. Looked for {files} in:\n{looked}\n{reason}\nFix: copy the two "
+        f"files (the ZIP-code digits of {USPS_URL}) into <DIR>/USPS/ and pass --data-dir <DIR> "
+        "or set HWR_DATA=<DIR>."
     )
 
 

@@ -201,16 +201,42 @@ def test_usps_loads_with_its_published_counts(tmp_path):
         usps_as_mnist(test, "stretch")
 
 
-def test_usps_missing_says_there_is_no_download(tmp_path, monkeypatch):
-    from hwr_utils.data import find_usps
+def test_usps_missing_is_downloaded_and_checked(tmp_path, monkeypatch):
+    from hwr_utils.data import USPS_MD5, USPS_URL, find_usps, usps_dir
+
+    shared = usps_dir(find_usps())
+    monkeypatch.setenv("HWR_DATA", str(tmp_path / "nowhere"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(data, "default_root", lambda: tmp_path / "repo" / "data")
+    fetched = []
+
+    def serve(url, root, filename, md5):  # torchvision's download_url, without the internet
+        fetched.append((url, md5))
+        Path(root).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shared / filename, Path(root) / filename)
+
+    monkeypatch.setattr("torchvision.datasets.utils.download_url", serve)
+    assert find_usps() == tmp_path / "repo" / "data"
+    assert fetched == [(USPS_URL + name, md5) for name, md5 in USPS_MD5.items()]
+    assert find_usps() == tmp_path / "repo" / "data" and len(fetched) == 2  # found: no fetch
+
+
+def test_usps_offline_says_where_to_put_the_files(tmp_path, monkeypatch):
+    from hwr_utils.data import USPS_URL, find_usps
 
     monkeypatch.setenv("HWR_DATA", str(tmp_path / "nowhere"))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(data, "default_root", lambda: tmp_path / "repo")
+
+    def offline(url, root, filename, md5):
+        raise OSError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr("torchvision.datasets.utils.download_url", offline)
     with pytest.raises(DataNotFoundError) as info:
         find_usps()
     message = str(info.value)
-    assert "no download source" in message and str(tmp_path / "nowhere" / "USPS") in message
+    assert f"download from {USPS_URL} failed" in message and "name resolution" in message
+    assert str(tmp_path / "nowhere" / "USPS") in message and "<DIR>/USPS/" in message
     with pytest.raises(DataNotFoundError, match="given with --data-dir"):
         find_usps(tmp_path / "given")
 
