@@ -234,7 +234,7 @@ def _download_usps(root: Path) -> None:
 def find_usps(data_dir: str | os.PathLike | None = None, download: bool = True) -> Path:
     """Return the root folder holding ``USPS/zip.train.gz`` and ``USPS/zip.test.gz``, searched
     like MNIST (explicit folder, ``HWR_DATA``, ``./data``, the checkout's ``data/``) and
-    downloaded like it from :data:`USPS_URL` into :func:`default_root` when missing (introduced
+    downloaded like it from ``USPS_URL`` into :func:`default_root` when missing (introduced
     in the fine-tuning chapter). Offline and missing, :class:`DataNotFoundError` says where to
     put the files."""
     places = candidate_roots(data_dir)
