@@ -1,4 +1,4 @@
-"""The ``hwr`` command line: ``hwr train | evaluate | predict | export``.
+"""The ``hwr`` command line: ``hwr train | evaluate | predict | read | export``.
 
 Only ``hwr train`` imports the training engine (when it runs); predicting, evaluating and
 exporting need the model, not the means to train it. Errors a user can fix
@@ -17,13 +17,14 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .checkpoints import load_model
+from .checkpoints import load_model, task_from_checkpoint
 from .config import config_from_args, get_args_parser
 from .data import load_mnist, to_float
-from .errors import HwrError
+from .digit_strings import TEST_SEED, test_strips
+from .errors import ConfigError, HwrError
 from .export import FORMATS, export_model
 from .metrics import classification_report, format_report
-from .predict import predict_files, predict_logits
+from .predict import predict_files, predict_logits, read_files
 from .runtime import pick_device
 
 
@@ -35,8 +36,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     checkpoint = fit(config)
     wall = time.perf_counter() - tic
     test = checkpoint["metrics"]["test"]
+    score = f"test accuracy {test['accuracy']:.4f}"
+    if config.task == "ctc":
+        score = f"test sequence accuracy {test['accuracy']:.4f}, CER {test['cer']:.4f}"
     print(
-        f"{config.model}: test accuracy {test['accuracy']:.4f} (loss {test['loss']:.4f}) after "
+        f"{config.model}: {score} (loss {test['loss']:.4f}) after "
         f"{checkpoint['epoch']} epochs; training took {checkpoint['train_seconds']:.0f} s "
         f"({wall:.0f} s in all this run); saved {config.out}"
     )
@@ -51,14 +55,63 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     device = torch.device("cpu") if exported else pick_device(args.device)
     model = model.to(device)
     _, test = load_mnist(args.data_dir)
+    if checkpoint["task"] == "ctc":
+        return _evaluate_reader(model, checkpoint, test, device, args.json)
     logits = predict_logits(model, to_float(test.images), device)
     report = classification_report(test.labels, logits.argmax(1), checkpoint["class_names"])
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
 
 
+def _evaluate_reader(model, checkpoint, test, device, as_json: bool) -> int:
+    # The number reader is scored on the published test strips, written with MNIST's test digits.
+    strips = test_strips(test)
+    outputs = predict_logits(model, to_float(strips.images), device, batch_size=500)
+    task = task_from_checkpoint(checkpoint)
+    metrics = task.metrics(task.sums(outputs, strips.labels))
+    lengths = sorted(int(k.split("_")[1]) for k in metrics if k.startswith("accuracy_"))
+    report = {
+        "strips": len(strips),
+        "test_seed": TEST_SEED,
+        "sequence_accuracy": metrics["accuracy"],
+        "cer": metrics["cer"],
+        "accuracy_by_length": {str(n): metrics[f"accuracy_{n}"] for n in lengths},
+    }
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(
+        f"sequence accuracy {report['sequence_accuracy']:.4f}, character error rate "
+        f"{report['cer']:.4f} on {len(strips)} test strips (MNIST test digits, seed {TEST_SEED})"
+    )
+    print("length  " + "".join(f"{n:>8}" for n in lengths))
+    print("accuracy" + "".join(f"{metrics[f'accuracy_{n}']:8.4f}" for n in lengths))
+    return 0
+
+
+def cmd_read(args: argparse.Namespace) -> int:
+    model, checkpoint = load_model(args.checkpoint)
+    if checkpoint["task"] != "ctc":
+        raise ConfigError(
+            f"{args.checkpoint} recognizes single digits ({checkpoint['task']}); "
+            "use 'hwr predict', or a number reader (hwr train --model crnn)"
+        )
+    results = read_files(model, args.images, checkpoint["class_names"])
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for result in results:
+            if "error" in result:
+                print(f"{result['path']}: error: {result['error']}")
+            else:
+                print(f"{result['path']}: {result['text']} ({result['confidence']:.3f})")
+    return 1 if any("error" in r for r in results) else 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     model, checkpoint = load_model(args.checkpoint)
+    if checkpoint["task"] != "classification":
+        raise ConfigError(f"{args.checkpoint} reads whole numbers; use 'hwr read'")
     results = predict_files(model, args.images, checkpoint["class_names"])
     if args.json:
         print(json.dumps(results, indent=2))
@@ -94,7 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.set_defaults(run=cmd_train)
 
-    evaluate = commands.add_parser("evaluate", help="evaluate a checkpoint on the MNIST test set")
+    evaluate = commands.add_parser(
+        "evaluate", help="evaluate a checkpoint on MNIST's test set (numbers: its test strips)"
+    )
     evaluate.add_argument("--checkpoint", required=True, help="a .pt checkpoint, .onnx or .pt2")
     evaluate.add_argument("--data-dir", default=None, help="folder holding MNIST/raw/")
     evaluate.add_argument("--device", default="auto")
@@ -106,6 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("images", nargs="+", metavar="IMAGE")
     predict.add_argument("--json", action="store_true", help="print a JSON list, one per image")
     predict.set_defaults(run=cmd_predict)
+
+    read = commands.add_parser("read", help="read the whole number written in image files")
+    read.add_argument("--checkpoint", required=True, help="a number reader: .pt, .onnx or .pt2")
+    read.add_argument("images", nargs="+", metavar="IMAGE")
+    read.add_argument("--json", action="store_true", help="print a JSON list, one per image")
+    read.set_defaults(run=cmd_read)
 
     export = commands.add_parser("export", help="export a checkpoint to ONNX or torch.export")
     export.add_argument("--checkpoint", required=True)

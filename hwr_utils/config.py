@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError
-from .models import MODELS, NORMALIZATIONS
+from .models import MODEL_TASKS, MODELS, NORMALIZATIONS
 
 #: Optimizers ``--optimizer`` accepts: SGD with Nesterov momentum (0.9; one-cycle moves it between
 #: 0.95 and 0.85); AdamW (decoupled weight decay).
@@ -22,6 +22,29 @@ OPTIMIZERS = ("sgd", "adamw")
 #: Learning-rate schedules ``--schedule`` accepts.
 SCHEDULES = ("onecycle", "constant")
 DEVICES_HELP = "auto, cpu, cuda, cuda:1, mps"
+
+
+#: Defaults of the settings that depend on the model; TrainConfig fills in those left as None.
+#: Every model has the book's recipe (chosen on validation, benchmarks/RESULTS.md) but the number
+#: reader, which learns with CTC (no label smoothing) from generated strips (no augmentation).
+RECIPE_DEFAULTS: dict[str, Any] = {
+    "epochs": 6,
+    "batch_size": 128,
+    "lr": 0.1,
+    "label_smoothing": 0.1,
+    "augment": 1.0,
+    "train_limit": None,
+}
+MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "crnn": {
+        "epochs": 8,
+        "batch_size": 64,
+        "lr": 0.05,
+        "label_smoothing": 0.0,
+        "augment": 0.0,
+        "train_limit": 40_000,  # training strips, made from the training split's digits
+    },
+}
 
 
 def default_out(model: str) -> str:
@@ -38,19 +61,20 @@ class TrainConfig:
     """
 
     model: str = "hwrnet"
-    epochs: int = 6  # chosen on validation (benchmarks/RESULTS.md)
-    batch_size: int = 128
-    lr: float = 0.1  # peak learning rate of the one-cycle schedule (chosen on validation)
+    epochs: int | None = None  # None: the model's (RECIPE_DEFAULTS, MODEL_DEFAULTS), as below
+    batch_size: int | None = None
+    lr: float | None = None  # peak learning rate of the one-cycle schedule
     weight_decay: float = 5e-4  # on convolution and linear weights only
-    label_smoothing: float = 0.1
+    label_smoothing: float | None = None
     class_weights: list[float] | None = None  # per-class loss weights (class imbalance)
-    augment: float = 1.0  # strength of the random affine augmentation; 0 turns it off
+    augment: float | None = None  # strength of the random affine augmentation; 0: none
     optimizer: str = "sgd"  # a key of OPTIMIZERS
     schedule: str = "onecycle"  # "onecycle" or "constant" (the learning rate never changes)
     normalization: str = "mnist"  # pixel scaling inside the model, a key of NORMALIZATIONS
     bf16: bool = False  # bfloat16 autocast, used only where the hardware supports it
     val_size: int = 5000
-    train_limit: int | None = None  # use only the first N training images (smoke runs, tests)
+    # Use only the first N training images (smoke runs, tests); for crnn, N training strips.
+    train_limit: int | None = None
     seed: int = 0
     device: str = "auto"
     compile: bool = False
@@ -61,6 +85,9 @@ class TrainConfig:
     model_config: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for name, value in {**RECIPE_DEFAULTS, **MODEL_DEFAULTS.get(self.model, {})}.items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
         if self.optimizer == "adam":  # the name it had before it said what it builds
             self.optimizer = "adamw"
         self.augment = float(self.augment)  # True and False, as it once was, mean 1 and 0
@@ -91,12 +118,28 @@ class TrainConfig:
             raise ConfigError(f"val_size must not be negative, got {self.val_size}")
         if "normalization" in self.model_config:
             raise ConfigError("set normalization with its own option, not in model_config")
+        if self.task == "ctc" and (self.label_smoothing or self.class_weights or self.augment):
+            raise ConfigError(
+                f"{self.model} learns with CTC: label smoothing, class weights and augmentation "
+                "do not apply (the strips are generated with their own variety)"
+            )
+
+    @property
+    def task(self) -> str:
+        """What the model learns: ``"ctc"`` for the number reader, else ``"classification"``."""
+        return MODEL_TASKS.get(self.model, "classification")
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings that change the numbers (a resumed run must match them); progress
         bars, paths and devices do not."""
         ignore = {"resume", "progress", "out", "data_dir", "device", "compile"}
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in ignore}
+
+
+def by_model(name: str) -> str:
+    """Help text giving a setting's default for each model that has its own."""
+    others = ", ".join(f"{m} {d[name]}" for m, d in MODEL_DEFAULTS.items() if name in d)
+    return f"default {RECIPE_DEFAULTS[name]} ({others})" if others else ""
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -106,18 +149,23 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         description="Train a handwritten-digit classifier on MNIST.", add_help=add_help
     )
     parser.add_argument("--model", default=defaults.model, choices=list(MODELS))
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate")
+    parser.add_argument("--epochs", type=int, default=None, help=by_model("epochs"))
+    parser.add_argument("--batch-size", type=int, default=None, help=by_model("batch_size"))
+    parser.add_argument(
+        "--lr", type=float, default=None, help="peak learning rate; " + by_model("lr")
+    )
     parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
-    parser.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing)
+    parser.add_argument(
+        "--label-smoothing", type=float, default=None, help=by_model("label_smoothing")
+    )
     augment = parser.add_mutually_exclusive_group()
     augment.add_argument(
         "--augment",
         type=float,
-        default=defaults.augment,
+        default=None,
         metavar="STRENGTH",
-        help="augmentation strength: 1 is +-10 degrees, +-10%% shift and scale; 0 is none",
+        help="augmentation strength: 1 is +-10 degrees, +-10%% shift and scale; 0 is none; "
+        + by_model("augment"),
     )
     augment.add_argument(
         "--no-augment", dest="augment", action="store_const", const=0.0, help="no augmentation"
@@ -136,7 +184,12 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         "--bf16", action="store_true", help="bfloat16 autocast (only where supported)"
     )
     parser.add_argument("--val-size", type=int, default=defaults.val_size)
-    parser.add_argument("--train-limit", type=int, default=None, help="use the first N images")
+    parser.add_argument(
+        "--train-limit",
+        type=int,
+        default=None,
+        help="use the first N images (crnn: N strips); " + by_model("train_limit"),
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--device", default=defaults.device, help=DEVICES_HELP)
     parser.add_argument("--compile", action="store_true", help="use torch.compile")

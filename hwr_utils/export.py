@@ -50,7 +50,7 @@ def check_parity(
     Returns the largest absolute difference.
     """
     difference = (reference - candidate).abs().max().item()
-    same_class = torch.equal(reference.argmax(1), candidate.argmax(1))
+    same_class = torch.equal(reference.argmax(-1), candidate.argmax(-1))  # per column for CTC
     if difference > atol or not same_class:
         raise ParityError(
             f"exported model disagrees with the eager model: max |logit difference| "
@@ -102,22 +102,30 @@ def _metadata(checkpoint: dict[str, Any]) -> dict[str, Any]:
 
 
 def _example_batch(task: Task, size: int = 256) -> torch.Tensor:
-    """Real MNIST test digits (pixels in [0, 1]) when the task takes them and the data is here
-    (parity on real inputs means something); otherwise a seeded random batch of that shape."""
+    """Real MNIST test digits, or test strips of whole numbers for the number reader (pixels in
+    [0, 1]) when the data is here (parity on real inputs means something); otherwise a seeded
+    random batch of the task's input shape."""
     from .data import DataNotFoundError, load_mnist, to_float
 
-    if tuple(task.input_shape) == (1, 28, 28):
-        try:
-            _, test = load_mnist(download=False)
-            return to_float(test.images[:size])
-        except DataNotFoundError:
-            pass
+    try:
+        _, test = load_mnist(download=False)
+    except DataNotFoundError:
+        test = None
+    if test is not None and tuple(task.input_shape) == (1, 28, 28):
+        return to_float(test.images[:size])
+    if test is not None and task.name == "ctc":
+        from .digit_strings import test_strips
+
+        return to_float(test_strips(test, size // 4).images)
     return torch.rand(size, *task.input_shape, generator=torch.Generator().manual_seed(0))
 
 
 def _dynamic_shapes(task: Task) -> tuple[dict[int, Any]]:
     # The task says which dimensions of its one input vary (the batch, for a classifier).
-    dims = {i: torch.export.Dim(name, min=1, max=65536) for i, name in task.dynamic_dims.items()}
+    dims = {
+        i: torch.export.Dim(name, min=low, max=65536)
+        for i, (name, low) in task.dynamic_dims.items()
+    }
     return (dims,)
 
 

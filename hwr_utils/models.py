@@ -6,6 +6,7 @@
   ``torch.nn.functional``; here it is imported).
 * ``examples`` -- the network of pytorch/examples' MNIST script, the usual point of comparison.
 * ``hwrnet``   -- the book's own model: small, batch-normalized, fast on a laptop CPU.
+* ``crnn``     -- the number reader: a whole strip of digits in, per-column scores for CTC out.
 
 Every model takes raw pixels in [0, 1] and normalizes them itself, in a first :class:`Normalize`
 layer whose mean and standard deviation are buffers: they are saved with the weights, travel
@@ -167,13 +168,76 @@ class HwrNet(nn.Module):
         return self.classifier(self.features(self.normalize(x)))
 
 
+class CRNN(nn.Module):
+    """The number reader: convolutional features over columns, a bidirectional GRU along them,
+    and per-column scores over the 10 digits plus the CTC blank (the last unit).
+
+    A strip of height 32 and width W -> (conv) -> pool -> 16 x W/2 -> (conv) -> pool -> 8 x W/4
+    -> (conv, conv) -> pool the rows only -> 4 x W/4: each of the T = W/4 columns is then a
+    vector of ``4 * 4 * width`` features, projected to ``hidden``. The GRU reads the columns
+    both ways (``recurrent=False`` puts two 1-D convolutions over 5 columns in its place, to
+    measure what recurrence buys). Returns (N, T, 11) logits; any width divisible by 4 works.
+    Introduced in the chapter "Reading whole numbers".
+    """
+
+    channels_last = True
+
+    def __init__(
+        self,
+        width: int = 16,
+        hidden: int = 96,
+        recurrent: bool = True,
+        dropout: float = 0.1,
+        normalization: str = "mnist",
+    ) -> None:
+        super().__init__()
+        w = width
+        self.normalize = Normalize(normalization)
+        self.features = nn.Sequential(
+            conv_bn_relu(1, w),
+            nn.MaxPool2d(2),
+            conv_bn_relu(w, 2 * w),
+            nn.MaxPool2d(2),
+            conv_bn_relu(2 * w, 4 * w),
+            conv_bn_relu(4 * w, 4 * w),
+            nn.MaxPool2d((2, 1)),
+        )
+        self.project = nn.Sequential(nn.Linear(16 * w, hidden), nn.ReLU(inplace=True))
+        self.dropout = nn.Dropout(dropout)
+        if recurrent:
+            self.context = nn.GRU(hidden, hidden // 2, batch_first=True, bidirectional=True)
+        else:
+            self.context = nn.Sequential(
+                nn.Conv1d(hidden, hidden, 5, padding=2),
+                nn.ReLU(inplace=True),
+                nn.Conv1d(hidden, hidden, 5, padding=2),
+                nn.ReLU(inplace=True),
+            )
+        self.classifier = nn.Linear(hidden, 11)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.features(self.normalize(x))  # (N, C, 4, T)
+        columns = self.project(features.permute(0, 3, 1, 2).flatten(2))  # (N, T, hidden)
+        columns = self.dropout(columns)
+        if isinstance(self.context, nn.GRU):
+            columns = self.context(columns)[0]
+        else:
+            columns = self.context(columns.transpose(1, 2)).transpose(1, 2)
+        return self.classifier(self.dropout(columns))
+
+
 #: Model names ``--model`` accepts, and the functions that build them.
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "article": ArticleNet,
     "article2": Article2Net,
     "examples": ExamplesNet,
     "hwrnet": HwrNet,
+    "crnn": CRNN,
 }
+
+
+#: What each model learns when it is not a one-digit classifier (see :mod:`hwr_utils.tasks`).
+MODEL_TASKS: dict[str, str] = {"crnn": "ctc"}
 
 
 def build_model(name: str, **config) -> nn.Module:

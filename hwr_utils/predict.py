@@ -14,9 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from .ctc import best_path_confidence, greedy_decode
 from .data import to_float
 from .errors import first_line
-from .preprocess import ImageError, load_image, preprocess_photo
+from .preprocess import ImageError, load_image, preprocess_number_photo, preprocess_photo
 
 
 @torch.no_grad()
@@ -59,14 +60,8 @@ def predict_files(
     model.eval()
     results: list[dict[str, Any]] = []
     for path in paths:
-        try:
-            digit = preprocess_photo(load_image(path))
-        except ImageError as error:
-            results.append({"path": str(path), "error": str(error)})
-            continue
-        except Exception as error:  # an odd file must not stop the others: report it, go on
-            message = f"could not be processed: {first_line(error)}"
-            results.append({"path": str(path), "error": message})
+        digit = _preprocessed(path, preprocess_photo, results)
+        if digit is None:
             continue
         probabilities = torch.softmax(model(photo_to_tensor(digit)).float(), dim=1)[0]
         values, indices = probabilities.topk(min(top, len(class_names)))
@@ -75,4 +70,38 @@ def predict_files(
             for v, i in zip(values, indices, strict=True)
         ]
         results.append({"path": str(path), **ranked[0], "top3": ranked})
+    return results
+
+
+def _preprocessed(path, preprocess, results: list[dict[str, Any]]) -> np.ndarray | None:
+    """``preprocess(load_image(path))``, or None after appending ``{"path", "error"}``."""
+    try:
+        return preprocess(load_image(path))
+    except ImageError as error:
+        results.append({"path": str(path), "error": str(error)})
+    except Exception as error:  # an odd file must not stop the others: report it, go on
+        results.append({"path": str(path), "error": f"could not be processed: {first_line(error)}"})
+    return None
+
+
+@torch.no_grad()
+def read_files(
+    model: nn.Module, paths: list[str | os.PathLike], class_names: list[str]
+) -> list[dict[str, Any]]:
+    """Read the number written in each file with a sequence model (chapter "Reading whole
+    numbers"); a bad file yields ``{"path", "error"}`` and the rest go on.
+
+    Each good file yields ``{"path", "text", "confidence"}``: the greedy CTC reading and the
+    probability of its best path. Results keep input order.
+    """
+    model.eval()
+    results: list[dict[str, Any]] = []
+    for path in paths:
+        strip = _preprocessed(path, preprocess_number_photo, results)
+        if strip is None:
+            continue
+        outputs = model(to_float(torch.from_numpy(strip).unsqueeze(0))).float()
+        text = "".join(class_names[i] for i in greedy_decode(outputs)[0])
+        confidence = round(float(best_path_confidence(outputs)[0]), 6)
+        results.append({"path": str(path), "text": text, "confidence": confidence})
     return results

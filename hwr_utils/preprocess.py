@@ -256,3 +256,30 @@ def preprocess_photo(
     result = np.clip(center_by_mass(boxed), 0, 255).astype(np.uint8)
     steps["result"] = result
     return (result, steps) if return_steps else result
+
+
+def preprocess_number_photo(
+    image: np.ndarray, height: int = 32, min_width: int = 192
+) -> np.ndarray:
+    """Turn a photo of a written number into a strip like the number reader's training strips:
+    ``height`` pixels tall (``digit_strings.STRIP_HEIGHT``), white ink on black, any width.
+
+    The ink is found as :func:`preprocess_photo` finds it (brightened, paper subtracted,
+    thresholded, cropped), then scaled so its height is MNIST's 20-pixel box in a 28-pixel frame
+    at the strip's height, centred vertically, with a 4-pixel margin at each end, padded on the
+    right to at least ``min_width`` (``digit_strings.STRIP_WIDTH``: the reader saw that much
+    background in training) and to a multiple of 4 (the reader's column stride). Raises
+    :class:`ImageError` when there is no ink. Chapter "Reading whole numbers".
+    """
+    _, steps = preprocess_photo(image, return_steps=True)
+    ink = steps["cropped"]
+    ink_height = round(height * BOX / FIELD)
+    width = max(1, round(ink.shape[1] * ink_height / ink.shape[0]))
+    if width > 64 * height:
+        raise ImageError(f"the ink is {width // height} times wider than tall: not one number")
+    resized = cv2.resize(ink, (width, ink_height), interpolation=cv2.INTER_AREA)
+    padded = max(min_width, -(-(width + 8) // 4) * 4)
+    strip = np.zeros((height, padded), np.uint8)
+    top = (height - ink_height) // 2
+    strip[top : top + ink_height, 4 : 4 + width] = resized
+    return strip

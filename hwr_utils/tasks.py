@@ -16,7 +16,9 @@ from typing import Any, ClassVar, Protocol
 import torch
 import torch.nn.functional as F
 
+from .ctc import ctc_loss, greedy_decode, sequence_metrics, sequence_sums
 from .data import CLASS_NAMES
+from .digit_strings import STRIP_HEIGHT, STRIP_WIDTH
 from .errors import ConfigError
 
 
@@ -25,7 +27,8 @@ class Task(Protocol):
 
     name: ClassVar[str]
     input_shape: ClassVar[tuple[int, ...]]  # one example, without the batch dimension
-    dynamic_dims: ClassVar[dict[int, str]]  # input dimensions that may vary, by name (export)
+    # Input dimensions that may vary (export): index -> (name, smallest size).
+    dynamic_dims: ClassVar[dict[int, tuple[str, int]]]
     class_names: list[str]  # what each output unit stands for
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -60,7 +63,7 @@ class Classification:
 
     name: ClassVar[str] = "classification"
     input_shape: ClassVar[tuple[int, ...]] = (1, 28, 28)
-    dynamic_dims: ClassVar[dict[int, str]] = {0: "batch"}
+    dynamic_dims: ClassVar[dict[int, tuple[str, int]]] = {0: ("batch", 1)}
 
     class_names: list[str] = field(default_factory=lambda: list(CLASS_NAMES))
     label_smoothing: float = 0.0
@@ -102,7 +105,50 @@ class Classification:
         return asdict(self)
 
 
-TASKS: dict[str, type] = {"classification": Classification}
+@dataclass
+class CTCRecognition:
+    """A whole number per strip: per-column logits (N, T, C + 1), the CTC blank last, against
+    digit sequences (N, L) padded with -1 (chapter "Reading whole numbers").
+
+    The loss is CTC (:func:`~hwr_utils.ctc.ctc_loss`, per strip divided by its length);
+    ``accuracy`` is the share of strips read exactly (greedy decoding), ``cer`` the character
+    error rate, and ``accuracy_L`` the accuracy on strips of L digits.
+    """
+
+    name: ClassVar[str] = "ctc"
+    input_shape: ClassVar[tuple[int, ...]] = (1, STRIP_HEIGHT, STRIP_WIDTH)
+    # Narrower than 8 pixels (two output columns), the exported graph's own guards refuse.
+    dynamic_dims: ClassVar[dict[int, tuple[str, int]]] = {0: ("batch", 1), 3: ("width", 8)}
+
+    class_names: list[str] = field(default_factory=lambda: list(CLASS_NAMES))
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return ctc_loss(outputs, targets)
+
+    def sums(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+        lengths = (targets >= 0).sum(1).clamp(min=1)
+        per_strip = ctc_loss(outputs, targets, reduction="none") / lengths
+        return {
+            **sequence_sums(greedy_decode(outputs), targets),
+            "loss": per_strip.double().sum().item(),
+        }
+
+    def metrics(self, sums: dict[str, float]) -> dict[str, float]:
+        return {"loss": sums["loss"] / max(sums["count"], 1), **sequence_metrics(sums)}
+
+    def decode(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Greedy decoding, as (N, T) symbol indices padded with -1."""
+        texts = greedy_decode(outputs)
+        decoded = torch.full((len(texts), outputs.shape[1]), -1, dtype=torch.long)
+        for row, text in zip(decoded, texts, strict=True):
+            row[: len(text)] = torch.tensor(text, dtype=torch.long)
+        return decoded
+
+    def config(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+TASKS: dict[str, type] = {"classification": Classification, "ctc": CTCRecognition}
 
 
 def build_task(name: str, **config: Any) -> Task:

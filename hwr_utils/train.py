@@ -34,10 +34,11 @@ from .data import (
     to_float,
     train_val_split,
 )
+from .digit_strings import NumberStrips, number_strip_splits
 from .errors import ConfigError
 from .models import NORMALIZATIONS, build_model
 from .runtime import bf16_supported, live_progress, maybe_compile, pick_device, set_seed
-from .tasks import Classification, Task
+from .tasks import Classification, Task, build_task
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
@@ -156,8 +157,8 @@ class TrainingSetup:
     batches: TensorBatches  # the training split, uint8 pixels on the device
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
-    val: MNISTSplit
-    test: MNISTSplit
+    val: MNISTSplit | NumberStrips
+    test: MNISTSplit | NumberStrips
     val_x: torch.Tensor  # pixels in [0, 1], on the CPU
     test_x: torch.Tensor
     bf16: bool  # autocast to bfloat16 (asked for, and native here)
@@ -172,7 +173,9 @@ def prepare_training(config: TrainConfig, train: MNISTSplit | None = None) -> Tr
     train_full, test = load_mnist(config.data_dir)
     default_train, val = train_val_split(train_full, config.val_size, seed=config.seed)
     train = default_train if train is None else train
-    if config.train_limit is not None:
+    if config.task == "ctc":  # whole numbers, written with the digits of each split
+        train, val, test = number_strip_splits(train, val, test, config.train_limit, config.seed)
+    elif config.train_limit is not None:
         train = MNISTSplit(train.images[: config.train_limit], train.labels[: config.train_limit])
     bf16 = config.bf16 and bf16_supported(device)
     if config.bf16 and not bf16:
@@ -191,9 +194,12 @@ def prepare_training(config: TrainConfig, train: MNISTSplit | None = None) -> Tr
     if getattr(model, "channels_last", False):
         # NHWC lets oneDNN pick faster convolution kernels on CPU.
         model = model.to(memory_format=torch.channels_last)
-    task = Classification(
-        label_smoothing=config.label_smoothing, class_weights=config.class_weights
-    )
+    if config.task == "ctc":
+        task = build_task("ctc")
+    else:
+        task = Classification(
+            label_smoothing=config.label_smoothing, class_weights=config.class_weights
+        )
     optimizer, scheduler = make_optimizer(model, config, len(batches))
     val_x, test_x = to_float(val.images), to_float(test.images)
     return TrainingSetup(

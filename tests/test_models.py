@@ -4,6 +4,7 @@ from torch import nn
 
 from hwr_utils.errors import ConfigError
 from hwr_utils.models import (
+    MODEL_TASKS,
     MODELS,
     NORMALIZATIONS,
     ArticleNet,
@@ -12,12 +13,28 @@ from hwr_utils.models import (
     count_parameters,
     layer_summary,
 )
+from hwr_utils.tasks import TASKS
+
+
+def example_input(name: str) -> torch.Tensor:
+    """Three inputs of the shape the model's task takes (digits 28x28, or number strips)."""
+    task = TASKS[MODEL_TASKS.get(name, "classification")]
+    return torch.rand(3, *task.input_shape, generator=torch.Generator().manual_seed(0))
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_output_shape(name):
     model = build_model(name).eval()
-    assert model(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+    x = example_input(name)
+    expected = (3, x.shape[-1] // 4, 11) if name == "crnn" else (3, 10)  # columns x (10 + blank)
+    assert model(x).shape == expected
+
+
+@pytest.mark.parametrize("recurrent", [True, False])
+def test_number_reader_reads_any_width_in_columns_of_four_pixels(recurrent):
+    model = build_model("crnn", recurrent=recurrent).eval()
+    for width in (8, 64, 192, 300):
+        assert model(torch.rand(2, 1, 32, width)).shape == (2, width // 4, 11)
 
 
 def test_hwrnet_width_scales_parameters():
@@ -74,7 +91,7 @@ def test_models_take_pixels_and_normalize_inside(name, normalization):
         {k: v for k, v in model.state_dict().items() if not k.startswith("normalize.")},
         strict=False,
     )
-    x = torch.rand(3, 1, 28, 28)
+    x = example_input(name)
     with torch.no_grad():
         torch.testing.assert_close(model(x), bare((x - mean) / std))
 

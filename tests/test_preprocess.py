@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hwr_utils.preprocess import ImageError, load_image, preprocess_photo
+from hwr_utils.digit_strings import STRIP_HEIGHT, STRIP_WIDTH, render_number
+from hwr_utils.preprocess import ImageError, load_image, preprocess_number_photo, preprocess_photo
 from hwr_utils.teaching.synthetic import BOOK_PHOTOS, book_photos, make_photo
 
 
@@ -193,3 +194,26 @@ def test_book_photos_are_what_book_photos_makes(tmp_path, mnist_root):
     stamp = made[0].stat().st_mtime_ns
     assert book_photos(tmp_path / "photos", mnist_root) == made  # present: nothing remade
     assert made[0].stat().st_mtime_ns == stamp
+
+
+def test_a_photo_of_a_number_becomes_a_strip_like_the_training_strips(mnist):
+    _, test = mnist
+    strip = render_number([test.images[k].numpy() for k in range(5)], np.random.default_rng(0))
+    for dark_ink in (True, False):
+        photo = make_photo(strip, size=(400, 900), digit_height=200, dark_ink=dark_ink, seed=1)
+        made = preprocess_number_photo(photo)
+        assert made.shape[0] == STRIP_HEIGHT and made.shape[1] % 4 == 0
+        assert made.shape[1] >= STRIP_WIDTH and made.dtype == np.uint8
+        rows = np.flatnonzero(made.max(1) > 60)
+        assert abs((rows[0] + rows[-1]) / 2 - (STRIP_HEIGHT - 1) / 2) <= 2  # centred
+        assert made[:, :3].max() == 0 and made[:, -3:].max() == 0  # margins are background
+        # The ink spans about as many columns, relative to its height, as in the strip drawn.
+        ink = np.flatnonzero(made.max(0) > 60)
+        drawn = np.flatnonzero(strip.max(0) > 60)
+        drawn_rows = np.flatnonzero(strip.max(1) > 60)
+        ratio = (ink[-1] - ink[0]) / (rows[-1] - rows[0])
+        assert ratio == pytest.approx(
+            (drawn[-1] - drawn[0]) / (drawn_rows[-1] - drawn_rows[0]), rel=0.15
+        )
+    with pytest.raises(ImageError, match="no ink"):
+        preprocess_number_photo(np.full((100, 400), 230, np.uint8))

@@ -4,7 +4,8 @@ check against PyTorch (``torch.testing.assert_close``). Clear rather than fast.
 Convolution and pooling: :func:`conv_output_size`, :func:`conv2d_loops`, :func:`conv2d_im2col`,
 :func:`conv2d_fft`, :func:`max_pool2d`, :func:`min_pool2d`. Softmax and loss:
 :func:`softmax_naive`, :func:`softmax`, :func:`log_softmax`, :func:`cross_entropy`,
-:func:`cross_entropy_grad`. Optimizers: :class:`SGD`, :class:`Adam`, :class:`RMSprop`.
+:func:`cross_entropy_grad`. Optimizers: :class:`SGD`, :class:`Adam`, :class:`RMSprop`. Sequences:
+:func:`ctc_forward`, the CTC loss by the forward (alpha) recursion.
 """
 
 from __future__ import annotations
@@ -260,3 +261,44 @@ def measured_receptive_field(features: torch.nn.Module, size: int = 64) -> int:
     out[0, :, out.shape[2] // 2, out.shape[3] // 2].sum().backward()
     columns = (x.grad[0, 0].abs() > 0).any(dim=0).nonzero()
     return int(columns.max() - columns.min() + 1)
+
+
+# --- CTC ------------------------------------------------------------------------------------
+
+
+def ctc_forward(log_probs: torch.Tensor, target: list[int], blank: int) -> torch.Tensor:
+    """Minus the log probability CTC gives ``target`` under ``log_probs`` (T, C), log-softmaxed
+    per column: the forward (alpha) recursion of Graves et al. (2006), in log space.
+
+    The target is spread out with blanks, ``l' = (-, l1, -, l2, ..., -)`` (length 2L + 1);
+    ``alpha[t, s]`` is the log probability of all alignment prefixes of length t + 1 that end in
+    ``l'[s]``. Each step may stay on ``s``, come from ``s - 1``, or skip a blank from ``s - 2``
+    when ``l'[s]`` is a symbol different from ``l'[s - 2]`` (two equal symbols need the blank
+    between them). The answer sums the two ends, ``alpha[T-1, -1]`` and ``alpha[T-1, -2]``.
+    Autograd gives the gradient (what the backward, beta, recursion computes by hand).
+    Chapter "Reading whole numbers"; checked against ``F.ctc_loss``.
+    """
+    extended = [blank]
+    for symbol in target:
+        extended += [symbol, blank]
+    # None marks a state no alignment prefix reaches yet (log probability minus infinity;
+    # leaving it out keeps logsumexp's gradient free of 0/0).
+    alpha: list[torch.Tensor | None] = [None] * len(extended)
+    alpha[0] = log_probs[0, blank]
+    if len(extended) > 1:
+        alpha[1] = log_probs[0, extended[1]]
+    for t in range(1, log_probs.shape[0]):
+        previous, alpha = alpha, []
+        for s, unit in enumerate(extended):
+            ways = [previous[s]]
+            if s >= 1:
+                ways.append(previous[s - 1])
+            if s >= 2 and unit != blank and unit != extended[s - 2]:
+                ways.append(previous[s - 2])
+            ways = [w for w in ways if w is not None]
+            reached = torch.logsumexp(torch.stack(ways), 0) if ways else None
+            alpha.append(None if reached is None else reached + log_probs[t, unit])
+    ends = [a for a in alpha[-2:] if a is not None]
+    if not ends:  # the target needs more columns than there are
+        return torch.tensor(float("inf"), dtype=log_probs.dtype)
+    return -torch.logsumexp(torch.stack(ends), 0)

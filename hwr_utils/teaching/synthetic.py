@@ -26,7 +26,9 @@ def make_photo(
     thin: float = 0.0,
     seed: int = 0,
 ) -> np.ndarray:
-    """Render a 28x28 uint8 MNIST ``digit`` (white on black) as a photo of ink on paper.
+    """Render a 28x28 uint8 MNIST ``digit`` (white on black) as a photo of ink on paper; any
+    other image of white ink on black works too (a strip of a whole number), ``digit_height``
+    then being the height of the whole image in the photo.
 
     ``size`` is (height, width); ``offset`` moves the digit by that fraction of the image size;
     ``angle`` rotates it (degrees, counter-clockwise); ``thin`` in [0, 1) keeps only the core of
@@ -35,11 +37,12 @@ def make_photo(
     """
     rng = np.random.default_rng(seed)
     height, width = size
-    scale = digit_height / 28.0
+    scale = digit_height / digit.shape[0]
     centre = (width / 2 + offset[1] * width, height / 2 + offset[0] * height)
-    # One affine map: scale the 28x28 digit, rotate it about its centre, move it into place.
-    matrix = cv2.getRotationMatrix2D((13.5, 13.5), angle, scale)
-    matrix[:, 2] += np.array(centre) - np.array([13.5, 13.5])
+    middle = ((digit.shape[1] - 1) / 2, (digit.shape[0] - 1) / 2)
+    # One affine map: scale the digit, rotate it about its middle, move that into place.
+    matrix = cv2.getRotationMatrix2D(middle, angle, scale)
+    matrix[:, 2] += np.array(centre) - np.array(middle)
     ink = cv2.warpAffine(
         digit.astype(np.float32) / 255.0, matrix, (width, height), flags=cv2.INTER_CUBIC
     )

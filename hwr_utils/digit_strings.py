@@ -1,0 +1,163 @@
+"""Whole handwritten numbers: strips of MNIST (or USPS) digits written side by side, the data of
+the sequence model (introduced in the chapter "Reading whole numbers").
+
+A strip is a grayscale image of fixed height (:data:`STRIP_HEIGHT`) and variable width, white
+ink on black like MNIST, holding 1 to 8 digits. Each digit keeps its MNIST framing (the 20x20
+box centred in 28x28, so the writers' own sizes survive), is scaled by a random factor, moved up
+or down a little, and placed after the previous one with a random gap that is sometimes
+negative: digits then touch or overlap, the case that defeats cutting a number into digits.
+The whole strip is then slanted by a random shear. Every draw comes from one seeded generator,
+so ``make_number_strips(split, count, seed)`` makes the same strips on any machine.
+
+Train strips take digits of the training split only, validation strips the validation split's,
+and test strips MNIST's test digits (other writers): :data:`TEST_SEED` and :data:`TEST_COUNT`
+fix the published test set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from .data import MNISTSplit
+from .errors import ConfigError
+
+#: Height of every strip, in pixels.
+STRIP_HEIGHT = 32
+#: Width strips are padded to for training (wider strips are squeezed to it; see the chapter).
+STRIP_WIDTH = 192
+#: Longest number, in digits.
+MAX_DIGITS = 8
+#: The seed of the test strips (from MNIST's test digits) every result is reported on ...
+TEST_SEED = 2026
+#: ... and their number.
+TEST_COUNT = 10_000
+#: Validation strips, made from the validation split's digits.
+VAL_COUNT = 2_000
+
+
+@dataclass
+class NumberStrips:
+    """Strips of handwritten numbers: ``images`` uint8 (N, H, W), white ink on black, padded on
+    the right with background; ``labels`` int64 (N, MAX_DIGITS), the digits, padded with -1."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        """Digits per strip, (N,)."""
+        return (self.labels >= 0).sum(1)
+
+    def texts(self) -> list[str]:
+        """Each strip's number as a string."""
+        return ["".join(str(int(d)) for d in row if d >= 0) for row in self.labels]
+
+
+def render_number(
+    digits: list[np.ndarray],
+    rng: np.random.Generator,
+    height: int = STRIP_HEIGHT,
+    scale: tuple[float, float] = (0.8, 1.05),
+    gap: tuple[int, int] = (-4, 6),
+    shift: int = 2,
+    slant: float = 0.25,
+) -> np.ndarray:
+    """Write 28x28 uint8 ``digits`` (white on black) side by side as one strip of ``height``.
+
+    Each digit's empty columns are cut off; it is scaled by a factor drawn from ``scale`` (1 makes
+    the 28-pixel MNIST frame ``height`` tall), moved up or down by up to ``shift`` pixels, and
+    placed ``gap`` pixels after the previous digit's ink (a negative gap overlaps them, by at
+    most a third of the narrower digit; where strokes meet, the brighter pixel wins). The strip
+    is then sheared by a factor drawn from ``[-slant, slant]`` and given a margin of 2 to 5
+    pixels on each side.
+    """
+    if not digits:
+        raise ConfigError("a number needs at least one digit")
+    pieces, x = [], 0
+    for digit in digits:
+        columns = np.flatnonzero(digit.max(0) > 0)
+        ink = digit[:, columns[0] : columns[-1] + 1] if len(columns) else digit[:, 12:16]
+        factor = rng.uniform(*scale) * height / 28
+        size = (max(1, round(ink.shape[1] * factor)), min(height, round(28 * factor)))
+        piece = cv2.resize(ink, size, interpolation=cv2.INTER_AREA)
+        top = (height - piece.shape[0]) // 2 + int(rng.integers(-shift, shift + 1))
+        top = int(np.clip(top, 0, height - piece.shape[0]))
+        if pieces:
+            # Overlap at most a third of the narrower digit: touching, not swallowed (a 1
+            # written inside the next digit cannot be read by anyone).
+            narrower = min(piece.shape[1], pieces[-1][0].shape[1])
+            low = min(max(gap[0], -(narrower // 3)), gap[1])
+            x = max(0, x + int(rng.integers(low, gap[1] + 1)))
+        pieces.append((piece, top, x))
+        x += piece.shape[1]
+    strip = np.zeros((height, x), np.uint8)
+    for piece, top, left in pieces:
+        window = strip[top : top + piece.shape[0], left : left + piece.shape[1]]
+        np.maximum(window, piece, out=window)
+    shear = rng.uniform(-slant, slant)
+    extra = int(np.ceil(abs(shear) * height))
+    # x' = x + shear * (centre_row - y): the middle row stays put, the top and bottom lean.
+    matrix = np.float32([[1, -shear, extra / 2 + shear * height / 2], [0, 1, 0]])
+    strip = cv2.warpAffine(strip, matrix, (x + extra, height), flags=cv2.INTER_LINEAR)
+    left, right = (int(m) for m in rng.integers(2, 6, size=2))
+    return np.pad(strip, ((0, 0), (left, right)))
+
+
+def make_number_strips(
+    split: MNISTSplit,
+    count: int,
+    seed: int,
+    lengths: tuple[int, int] = (1, MAX_DIGITS),
+    width: int = STRIP_WIDTH,
+    **render_options,
+) -> NumberStrips:
+    """``count`` strips of numbers whose digits are drawn from ``split`` (28x28 images; USPS
+    goes through :func:`~hwr_utils.data.usps_as_mnist` first), with lengths uniform in
+    ``lengths`` (inclusive), each padded to ``width`` (a wider strip is squeezed to fit it).
+    ``render_options`` go to :func:`render_number`. Deterministic in ``seed``."""
+    low, high = lengths
+    if not 1 <= low <= high <= MAX_DIGITS:
+        raise ConfigError(f"lengths must lie within 1..{MAX_DIGITS}, got {lengths}")
+    if count < 1 or len(split) == 0:
+        raise ConfigError(f"need a positive count and digits to draw from, got {count}")
+    rng = np.random.default_rng(seed)
+    images = np.zeros((count, STRIP_HEIGHT, width), np.uint8)
+    labels = np.full((count, MAX_DIGITS), -1, np.int64)
+    source = split.images.numpy()
+    for i in range(count):
+        picks = rng.integers(0, len(split), size=int(rng.integers(low, high + 1)))
+        strip = render_number([source[k] for k in picks], rng, **render_options)
+        if strip.shape[1] > width:
+            strip = cv2.resize(strip, (width, STRIP_HEIGHT), interpolation=cv2.INTER_AREA)
+        images[i, :, : strip.shape[1]] = strip
+        labels[i, : len(picks)] = split.labels[picks].numpy()
+    return NumberStrips(torch.from_numpy(images), torch.from_numpy(labels))
+
+
+def test_strips(test: MNISTSplit, count: int | None = None) -> NumberStrips:
+    """The published test strips: :data:`TEST_COUNT` numbers (or the first ``count`` of them)
+    from MNIST's *test* digits, seed :data:`TEST_SEED`."""
+    return make_number_strips(test, count or TEST_COUNT, TEST_SEED)
+
+
+def number_strip_splits(
+    train: MNISTSplit, val: MNISTSplit, test: MNISTSplit, train_count: int, seed: int
+) -> tuple[NumberStrips, NumberStrips, NumberStrips]:
+    """Training, validation and test strips, each from its own split's digits: ``train_count``
+    training strips (seed ``seed``), :data:`VAL_COUNT` validation strips (seed ``seed + 1``;
+    none when ``val`` is empty) and the published :func:`test_strips`."""
+    if len(val):
+        val_strips = make_number_strips(val, VAL_COUNT, seed + 1)
+    else:
+        val_strips = NumberStrips(
+            torch.zeros(0, STRIP_HEIGHT, STRIP_WIDTH, dtype=torch.uint8),
+            torch.zeros(0, MAX_DIGITS, dtype=torch.long),
+        )
+    return make_number_strips(train, train_count, seed), val_strips, test_strips(test)
