@@ -16,6 +16,7 @@ from torch import nn
 
 from .ctc import best_path_confidence, greedy_decode
 from .data import to_float
+from .digit_strings import segment_strip
 from .errors import first_line
 from .preprocess import ImageError, load_image, preprocess_number_photo, preprocess_photo
 
@@ -105,3 +106,22 @@ def read_files(
         confidence = round(float(best_path_confidence(outputs)[0]), 6)
         results.append({"path": str(path), "text": text, "confidence": confidence})
     return results
+
+
+@torch.no_grad()
+def read_by_segmentation(
+    model: nn.Module, strips: torch.Tensor, class_names: list[str]
+) -> list[str]:
+    """The segmentation baseline: cut each uint8 strip (N, H, W) into digits at its pieces of
+    ink (:func:`~hwr_utils.digit_strings.segment_strip`) and classify each with a one-digit
+    ``model``. Chapter "Reading whole numbers", against the CTC reader."""
+    model.eval()
+    texts = []
+    for strip in strips.numpy():
+        digits = segment_strip(strip)
+        if not digits:
+            texts.append("")
+            continue
+        logits = model(to_float(torch.from_numpy(np.stack(digits)))).float()
+        texts.append("".join(class_names[i] for i in logits.argmax(1).tolist()))
+    return texts

@@ -13,6 +13,7 @@ from hwr_utils.digit_strings import (
     make_number_strips,
     number_strip_splits,
     render_number,
+    segment_strip,
 )
 from hwr_utils.errors import ConfigError
 
@@ -68,3 +69,15 @@ def test_bad_requests_are_refused(mnist):
         make_number_strips(test, 0, seed=0)
     with pytest.raises(ConfigError, match="at least one digit"):
         render_number([], np.random.default_rng(0))
+
+
+def test_segmentation_cuts_separated_digits_and_fails_on_touching_ones(mnist):
+    _, test = mnist
+    apart = make_number_strips(test, 60, seed=0, lengths=(3, 3), gap=(8, 10), slant=0.0)
+    touching = make_number_strips(test, 60, seed=0, lengths=(3, 3), gap=(-4, -4), slant=0.0)
+    cut_apart = [segment_strip(s) for s in apart.images.numpy()]
+    cut_touching = [segment_strip(s) for s in touching.images.numpy()]
+    assert all(d.shape == (28, 28) and d.dtype == np.uint8 for p in cut_apart for d in p)
+    assert np.mean([len(p) == 3 for p in cut_apart]) > 0.85
+    assert np.mean([len(p) == 3 for p in cut_touching]) < 0.5
+    assert segment_strip(np.zeros((STRIP_HEIGHT, 50), np.uint8)) == []
