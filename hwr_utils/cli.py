@@ -97,15 +97,7 @@ def cmd_read(args: argparse.Namespace) -> int:
             "use 'hwr predict', or a number reader (hwr train --model crnn)"
         )
     results = read_files(model, args.images, checkpoint["class_names"])
-    if args.json:
-        print(json.dumps(results, indent=2))
-    else:
-        for result in results:
-            if "error" in result:
-                print(f"{result['path']}: error: {result['error']}")
-            else:
-                print(f"{result['path']}: {result['text']} ({result['confidence']:.3f})")
-    return 1 if any("error" in r for r in results) else 0
+    return _report_files(results, args.json, lambda r: f"{r['text']} ({r['confidence']:.3f})")
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -113,18 +105,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if checkpoint["task"] != "classification":
         raise ConfigError(f"{args.checkpoint} reads whole numbers; use 'hwr read'")
     results = predict_files(model, args.images, checkpoint["class_names"])
-    if args.json:
+
+    def line(result: dict) -> str:
+        others = ", ".join(f"{t['label']} {t['probability']:.3f}" for t in result["top3"][1:])
+        return f"{result['label']} ({result['probability']:.3f}; then {others})"
+
+    return _report_files(results, args.json, line)
+
+
+def _report_files(results: list[dict], as_json: bool, line) -> int:
+    """Print per-file results (JSON, or ``path: line(result)`` / ``path: error: ...``); the
+    exit status is 1 when any file failed."""
+    if as_json:
         print(json.dumps(results, indent=2))
     else:
         for result in results:
-            if "error" in result:
-                print(f"{result['path']}: error: {result['error']}")
-            else:
-                others = ", ".join(
-                    f"{t['label']} {t['probability']:.3f}" for t in result["top3"][1:]
-                )
-                label, probability = result["label"], result["probability"]
-                print(f"{result['path']}: {label} ({probability:.3f}; then {others})")
+            outcome = f"error: {result['error']}" if "error" in result else line(result)
+            print(f"{result['path']}: {outcome}")
     return 1 if any("error" in r for r in results) else 0
 
 
