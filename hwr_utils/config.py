@@ -146,7 +146,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     """Command-line options for :class:`TrainConfig` (shared by ``hwr train`` and notebooks)."""
     defaults = TrainConfig()
     parser = argparse.ArgumentParser(
-        description="Train a handwritten-digit classifier on MNIST.", add_help=add_help
+        description="Train a model on MNIST: a digit classifier, or (--model crnn) a reader of "
+        "whole numbers written with MNIST digits.",
+        add_help=add_help,
     )
     parser.add_argument("--model", default=defaults.model, choices=list(MODELS))
     parser.add_argument("--epochs", type=int, default=None, help=by_model("epochs"))

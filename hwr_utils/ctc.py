@@ -133,8 +133,3 @@ def sequence_metrics(sums: dict[str, float]) -> dict[str, float]:
             length = key.removeprefix("count_")
             metrics[f"accuracy_{length}"] = sums.get(f"exact_{length}", 0) / count
     return metrics
-
-
-def log_probability(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """log P(text | strip) under CTC, one per strip (minus the unreduced CTC loss)."""
-    return -ctc_loss(outputs, targets, reduction="none")
