@@ -26,7 +26,7 @@ import torch
 from hwr_utils import ctc
 from hwr_utils.bench.engines import describe_machine, latency_ms
 from hwr_utils.data import load_mnist, to_float
-from hwr_utils.digit_strings import test_strips
+from hwr_utils.digit_strings import published_test_strips
 from hwr_utils.errors import HwrError
 from hwr_utils.predict import read_by_segmentation
 from hwr_utils.teaching.notebooks import load_or_train
@@ -55,7 +55,7 @@ def main() -> None:
     reader, checkpoint = load_or_train(args.checkpoint, smoke=args.smoke, model="crnn")
     digits, digit_checkpoint = load_or_train(args.digit_checkpoint, smoke=args.smoke)
     _, test = load_mnist()
-    strips = test_strips(test, 200 if args.smoke else 2000)
+    strips = published_test_strips(test, 200 if args.smoke else 2000)
     truth, images = strips.texts(), to_float(strips.images)
     calls = 50 if args.smoke else 2000
 

@@ -20,7 +20,7 @@ from . import __version__
 from .checkpoints import load_model, task_from_checkpoint
 from .config import config_from_args, get_args_parser
 from .data import load_mnist, to_float
-from .digit_strings import TEST_SEED, test_strips
+from .digit_strings import TEST_SEED, published_test_strips
 from .errors import ConfigError, HwrError
 from .export import FORMATS, export_model
 from .metrics import classification_report, format_report
@@ -65,7 +65,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _evaluate_reader(model, checkpoint, test, device, as_json: bool) -> int:
     # The number reader is scored on the published test strips, written with MNIST's test digits.
-    strips = test_strips(test)
+    strips = published_test_strips(test)
     outputs = predict_logits(model, to_float(strips.images), device, batch_size=500)
     task = task_from_checkpoint(checkpoint)
     metrics = task.metrics(task.sums(outputs, strips.labels))

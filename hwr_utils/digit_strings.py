@@ -142,10 +142,11 @@ def make_number_strips(
     return NumberStrips(torch.from_numpy(images), torch.from_numpy(labels))
 
 
-def test_strips(test: MNISTSplit, count: int | None = None) -> NumberStrips:
-    """The published test strips: :data:`TEST_COUNT` numbers (or the first ``count`` of them)
-    from MNIST's *test* digits, seed :data:`TEST_SEED`."""
-    return make_number_strips(test, count or TEST_COUNT, TEST_SEED)
+def published_test_strips(test: MNISTSplit, count: int | None = None) -> NumberStrips:
+    """The published test strips: :data:`TEST_COUNT` numbers (or the first ``count`` of them:
+    strips are drawn one after another, so a shorter set is a prefix of the full one) from
+    MNIST's *test* digits, seed :data:`TEST_SEED`. Every reported result uses these."""
+    return make_number_strips(test, TEST_COUNT if count is None else count, TEST_SEED)
 
 
 def number_strip_splits(
@@ -153,7 +154,7 @@ def number_strip_splits(
 ) -> tuple[NumberStrips, NumberStrips, NumberStrips]:
     """Training, validation and test strips, each from its own split's digits: ``train_count``
     training strips (seed ``seed``), :data:`VAL_COUNT` validation strips (seed ``seed + 1``;
-    none when ``val`` is empty) and the published :func:`test_strips`."""
+    none when ``val`` is empty) and the published :func:`published_test_strips`."""
     if len(val):
         val_strips = make_number_strips(val, VAL_COUNT, seed + 1)
     else:
@@ -161,7 +162,7 @@ def number_strip_splits(
             torch.zeros(0, STRIP_HEIGHT, STRIP_WIDTH, dtype=torch.uint8),
             torch.zeros(0, MAX_DIGITS, dtype=torch.long),
         )
-    return make_number_strips(train, train_count, seed), val_strips, test_strips(test)
+    return make_number_strips(train, train_count, seed), val_strips, published_test_strips(test)
 
 
 def segment_strip(strip: np.ndarray, level: int = 60, min_area: int = 8) -> list[np.ndarray]:

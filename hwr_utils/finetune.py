@@ -22,7 +22,7 @@ from torch import nn
 
 from .augment import random_affine
 from .errors import ConfigError
-from .tasks import Classification
+from .tasks import Classification, Task
 from .train import train_step
 
 Method = Literal["scratch", "linear_probe", "head", "full"]
@@ -100,15 +100,20 @@ def finetune(
     seed: int = 0,
     freeze_bn_stats: bool = False,
     augment: float = 0.0,
+    task: Task | None = None,
 ) -> nn.Module:
     """Adapt a model to (``images``, ``labels``) with one of four methods; return it in eval mode.
 
     * ``scratch``: a fresh model from ``build()``, all layers trained;
     * ``linear_probe``: the pre-trained backbone frozen, a *new* linear head trained;
     * ``head``: the backbone frozen, the pre-trained head trained further;
-    * ``full``: everything trained, the backbone at ``backbone_lr_factor`` times the head's rate.
+    * ``full``: everything trained, the backbone (``model.features``) at ``backbone_lr_factor``
+      times the rate of the rest (the head, and a reader's column layers).
 
-    ``images`` are pixels in [0, 1] (N, 1, 28, 28). Adam for ``steps`` steps with cosine decay,
+    ``images`` are pixels in [0, 1], ``labels`` what ``task`` trains on: by default
+    :class:`~hwr_utils.tasks.Classification` of (N, 1, 28, 28) digits; the number reader of the
+    chapter "Reading whole numbers" fine-tunes on strips with
+    :class:`~hwr_utils.tasks.CTCRecognition`. Adam for ``steps`` steps with cosine decay,
     each one the training engine's :func:`~hwr_utils.train.train_step`; frozen batch-norm layers
     stay in eval mode, all of them with ``freeze_bn_stats`` (:func:`train_mode`). ``augment``
     is the strength of :func:`~hwr_utils.augment.random_affine` applied to each batch (0: none).
@@ -129,15 +134,13 @@ def finetune(
             freeze_backbone(model)
             groups = [{"params": trainable_parameters(model)}]
         else:
-            head = list(model.classifier.parameters())
-            groups = [
-                {"params": list(model.features.parameters()), "lr": lr * backbone_lr_factor},
-                {"params": head},
-            ]
+            backbone = list(model.features.parameters())
+            rest = [p for p in model.parameters() if all(p is not b for b in backbone)]
+            groups = [{"params": backbone, "lr": lr * backbone_lr_factor}, {"params": rest}]
     optimizer = torch.optim.Adam(groups, lr=lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     generator = torch.Generator().manual_seed(seed)
-    task = Classification()
+    task = Classification() if task is None else task
     train_mode(model, freeze_bn_stats)
     for _ in range(steps):
         index = torch.randint(len(labels), (min(batch_size, len(labels)),), generator=generator)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +14,24 @@ from PIL import Image
 from hwr_utils.config import TrainConfig
 from hwr_utils.data import find_mnist, load_mnist
 from hwr_utils.teaching.synthetic import make_photo
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def built_book() -> subprocess.CompletedProcess:
+    """``jupyter-book build book/ -W -n --keep-going`` from scratch, exactly as readers type
+    it, once per session (the book's tests and its browser tests read the result)."""
+    shutil.rmtree(ROOT / "book" / "_build", ignore_errors=True)
+    # The jupyter-book beside this Python (the virtual environment's), activated or not.
+    beside = Path(sys.executable).parent / "jupyter-book"
+    jupyter_book = beside if beside.exists() else Path(shutil.which("jupyter-book") or "")
+    return subprocess.run(
+        [str(jupyter_book), "build", "book/", "-W", "-n", "--keep-going"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,6 @@
 """The book builds strictly, exactly as readers type it, with math served from the build."""
 
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 from hwr_utils.teaching import colab
@@ -11,22 +8,10 @@ from hwr_utils.teaching import colab
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_strict_build_offline_math():
-    build = ROOT / "book" / "_build"
-    shutil.rmtree(build, ignore_errors=True)
-    # The jupyter-book beside this Python (the virtual environment's), activated or not.
-    beside = Path(sys.executable).parent / "jupyter-book"
-    jupyter_book = (
-        beside if beside.exists() else Path(shutil.which("jupyter-book") or "jupyter-book")
-    )
-    result = subprocess.run(
-        [str(jupyter_book), "build", "book/", "-W", "-n", "--keep-going"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+def test_strict_build_offline_math(built_book):
+    result = built_book
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
-    html = build / "html"
+    html = ROOT / "book" / "_build" / "html"
     for page in html.glob("*.html"):
         text = page.read_text()
         scripts = re.findall(r'<script[^>]+src="([^"]+)"', text)

@@ -10,8 +10,10 @@ from hwr_utils.digit_strings import (
     MAX_DIGITS,
     STRIP_HEIGHT,
     STRIP_WIDTH,
+    TEST_SEED,
     make_number_strips,
     number_strip_splits,
+    published_test_strips,
     render_number,
     segment_strip,
 )
@@ -37,6 +39,16 @@ def test_strips_are_seeded_and_well_formed(mnist):
     assert a.texts()[0] == "".join(str(d) for d in a.labels[0, : lengths[0]].tolist())
     short = make_number_strips(test, 40, seed=0, lengths=(5, 5))
     assert (short.lengths == 5).all()
+
+
+def test_a_shorter_published_test_set_is_a_prefix_of_the_longer_one(mnist):
+    _, test = mnist
+    short, longer = published_test_strips(test, 30), published_test_strips(test, 90)
+    assert torch.equal(short.images, longer.images[:30])
+    assert torch.equal(short.labels, longer.labels[:30])
+    assert torch.equal(longer.labels, make_number_strips(test, 90, TEST_SEED).labels)
+    with pytest.raises(ConfigError, match="positive count"):
+        published_test_strips(test, 0)  # zero means zero, not "all of them"
 
 
 def test_each_split_writes_with_its_own_digits(mnist):

@@ -119,3 +119,23 @@ def test_finetune_augments_batches_when_asked(monkeypatch):
     assert calls == [0.5] * 3
     finetune(pretrained, "head", x, y, None, steps=3)
     assert len(calls) == 3  # augment=0: no augmentation
+
+
+def test_full_finetuning_of_a_reader_trains_its_column_layers_with_the_head(mnist):
+    from hwr_utils.ctc import ctc_loss
+    from hwr_utils.digit_strings import make_number_strips
+    from hwr_utils.tasks import CTCRecognition
+
+    strips = make_number_strips(mnist[1], 64, seed=0)
+    x, y = to_float(strips.images), strips.labels
+    torch.manual_seed(0)
+    pretrained = build_model("crnn", width=4, hidden=16).eval()
+    before = {k: v.clone() for k, v in pretrained.state_dict().items()}
+    tuned = finetune(pretrained, "full", x, y, None, steps=20, lr=0.01, backbone_lr_factor=0.0,
+                     batch_size=16, task=CTCRecognition())  # fmt: skip
+    changed = changed_tensors(before, tuned)
+    # Every trainable tensor outside the backbone moved; the backbone's weights (rate 0) did not.
+    for name, _ in tuned.named_parameters():
+        assert (name in changed) != name.startswith("features."), name
+    with torch.no_grad():
+        assert ctc_loss(tuned(x), y) < ctc_loss(pretrained(x), y)
