@@ -27,3 +27,8 @@ def test_strict_build_offline_math(built_book):
         page = (html / f"{chapter.stem}.html").read_text()
         assert f'href="{colab.colab_link(url, branch, chapter.stem)}"' in page, chapter.stem
         assert "colab-badge.svg" not in page, chapter.stem
+    # No inline script twice (Jupyter Book 1 registered sphinx-thebe's twice: a console error
+    # in every browser; book/_ext/hwr_book.py removes the copy).
+    for page in html.glob("*.html"):
+        inline = re.findall(r"<script>(.*?)</script>", page.read_text(), flags=re.S)
+        assert len(inline) == len(set(inline)), page.name
