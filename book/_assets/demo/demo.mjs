@@ -149,7 +149,7 @@ async function startDigit(state) {
     showTop3(top3, probabilities);
     return true;
   });
-  const pad = drawingPad(find("canvas"), 22, update);
+  const pad = drawingPad(find("canvas"), 22, update); // a pen wider than the 20-pixel box
   find("clear").addEventListener("click", () => {
     pad.clear();
     update();

@@ -112,6 +112,8 @@ export function resizeArea(image, width, height) {
 }
 
 // fit_in_box: the longer side becomes `box` pixels, the aspect ratio kept, values within 0..255.
+// The page's pen is wider than the box, so a drawn digit is always shrunk (fit_in_box enlarges
+// with INTER_CUBIC, which is not copied here).
 export function fitInBox(image, box = BOX) {
   const scale = box / Math.max(image.height, image.width);
   const width = Math.max(1, roundHalfEven(image.width * scale));
