@@ -59,6 +59,9 @@ def test_fetching_checks_the_package_and_each_file_before_writing(tmp_path):
         web_demo.fetch_runtime(tmp_path / "b", tarball, integrity, wrong)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # nothing written
 
+    with pytest.raises(web_demo.IntegrityError, match="no file dist/ort.js"):
+        web_demo.fetch_runtime(tmp_path / "d", tarball, integrity, {**pinned, "ort.js": "0" * 64})
+
     written = web_demo.fetch_runtime(tmp_path / "c", tarball, integrity, pinned)
     assert sorted(p.name for p in written) == ["ort.mjs", "ort.wasm"]
     assert (tmp_path / "c" / "ort" / "ort.wasm").read_bytes() == files["ort.wasm"]

@@ -20,7 +20,8 @@ import tarfile
 import urllib.request
 from pathlib import Path
 
-from ..errors import HwrError
+from ..checkpoints import atomic_path
+from ..errors import HwrError, first_line
 from ..export import export_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,6 +54,7 @@ class IntegrityError(HwrError, ValueError):
 
 
 def sha256(path: Path) -> str:
+    """The SHA-256 of a file, in hex."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
@@ -75,30 +77,37 @@ def fetch_runtime(
     unless the package matches ``integrity`` and each file its SHA-256; a NOTICE file records
     where they came from and their licence (MIT).
     """
-    data = Path(tarball).read_bytes() if tarball else urllib.request.urlopen(ORT_WEB_TARBALL).read()
+    if tarball is not None:
+        data = Path(tarball).read_bytes()
+    else:
+        try:
+            data = urllib.request.urlopen(ORT_WEB_TARBALL, timeout=60).read()
+        except OSError as error:
+            raise HwrError(
+                f"could not download {ORT_WEB_TARBALL} ({first_line(error)}); "
+                "fetch it elsewhere and pass it with --tarball"
+            ) from None
     _check_integrity(data, integrity)
     contents = {}
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
         for name, expected in files.items():
-            member = archive.extractfile(f"package/dist/{name}")
-            if member is None:
-                raise IntegrityError(f"the package has no dist/{name}")
-            contents[name] = member.read()
+            try:
+                contents[name] = archive.extractfile(f"package/dist/{name}").read()
+            except (KeyError, AttributeError):  # absent, or not a file
+                raise IntegrityError(f"the package has no file dist/{name}") from None
             actual = hashlib.sha256(contents[name]).hexdigest()
             if actual != expected:
                 raise IntegrityError(f"dist/{name} has SHA-256 {actual}, expected {expected}")
     target = Path(folder) / "ort"
-    target.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, content in contents.items():
-        (target / name).write_bytes(content)
-        written.append(target / name)
-    (target / "NOTICE").write_text(
+    contents["NOTICE"] = (
         f"ONNX Runtime Web {ORT_WEB_VERSION} (npm package onnxruntime-web, {ORT_WEB_TARBALL}),\n"
         "Copyright (c) Microsoft Corporation, licensed under the MIT License.\n"
         "Only the files listed in hwr_utils/teaching/web_demo.py are kept.\n"
-    )
-    return written
+    ).encode()
+    for name, content in contents.items():
+        with atomic_path(target / name) as tmp:
+            tmp.write_bytes(content)
+    return [target / name for name in files]
 
 
 def export_models(folder: Path = DEMO, root: Path = ROOT) -> dict[str, dict]:
@@ -139,7 +148,8 @@ def write_manifest(folder: Path = DEMO, models: dict[str, dict] | None = None) -
         "models": models,
         "files": {p.relative_to(folder).as_posix(): sha256(p) for p in files},
     }
-    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
     return path
 
 
@@ -178,10 +188,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="only check the files")
     args = parser.parse_args(argv)
     if not args.check:
-        if args.runtime:
-            for path in fetch_runtime(tarball=args.tarball):
-                print(f"wrote {path.relative_to(ROOT)}")
-        models = export_models() if args.models else None
+        try:
+            if args.runtime:
+                for path in fetch_runtime(tarball=args.tarball):
+                    print(f"wrote {path.relative_to(ROOT)}")
+            models = export_models() if args.models else None
+        except HwrError as error:
+            print(f"error: {error}")
+            return 1
         print(f"wrote {write_manifest(models=models).relative_to(ROOT)}")
     problems = check()
     for problem in problems:
