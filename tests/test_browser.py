@@ -171,7 +171,7 @@ def test_the_page_reads_whole_numbers_as_hwr_read_would(demo, mnist):
     for _ in range(NUMBERS):
         picks = rng.integers(0, len(test), size=int(rng.integers(3, 6)))
         page.click('[data-hwr="number-clear"]')
-        for k, index in enumerate(picks):  # MNIST's frame, 4x, a digit every 100 pixels
+        for k, index in enumerate(picks):  # MNIST frames at 4.5x, a digit every 105 pixels
             strokes = browser.digit_strokes(test.images[int(index)].numpy())
             browser.draw_strokes(page, browser.NUMBER_CANVAS, strokes, 4.5, (15 + 105 * k, 12))
         browser.settle(page, "number")
