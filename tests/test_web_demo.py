@@ -52,6 +52,8 @@ def test_fetching_checks_the_package_and_each_file_before_writing(tmp_path):
     tarball.write_bytes(data)
     pinned = {name: hashlib.sha256(content).hexdigest() for name, content in files.items()}
 
+    with pytest.raises(web_demo.HwrError, match="cannot read the tarball"):
+        web_demo.fetch_runtime(tmp_path / "e", tmp_path / "missing.tgz", integrity, pinned)
     with pytest.raises(web_demo.IntegrityError, match="sha512"):
         web_demo.fetch_runtime(tmp_path / "a", tarball, "sha512-" + "A" * 88, pinned)
     wrong = {**pinned, "ort.wasm": "0" * 64}

@@ -19,9 +19,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-#: The ``data-hwr`` hooks of the page (a contract with its tests).
-CANVAS, PREDICTION, CLEAR = "canvas", "prediction", "clear"
-NUMBER_CANVAS, NUMBER_READING, NUMBER_CLEAR = "number-canvas", "number-reading", "number-clear"
+#: The ``data-hwr`` hooks of the page's two canvases (the others: see ``demo.mjs``).
+CANVAS, NUMBER_CANVAS = "canvas", "number-canvas"
 
 
 def find_chromium() -> tuple[str | None, str]:

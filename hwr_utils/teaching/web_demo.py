@@ -78,7 +78,10 @@ def fetch_runtime(
     where they came from and their licence (MIT).
     """
     if tarball is not None:
-        data = Path(tarball).read_bytes()
+        try:
+            data = Path(tarball).read_bytes()
+        except OSError as error:
+            raise HwrError(f"cannot read the tarball: {first_line(error)}") from None
     else:
         try:
             data = urllib.request.urlopen(ORT_WEB_TARBALL, timeout=60).read()
