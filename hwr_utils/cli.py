@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ from .checkpoints import load_model, task_from_checkpoint
 from .config import config_from_args, get_args_parser
 from .data import load_mnist, to_float
 from .digit_strings import TEST_SEED, published_test_strips
-from .errors import ConfigError, HwrError
+from .errors import ConfigError, HwrError, ProcessLostError
 from .export import FORMATS, export_model
 from .metrics import classification_report, format_report
 from .predict import predict_files, predict_logits, read_files
@@ -29,11 +30,16 @@ from .runtime import pick_device
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .distributed import process_group
     from .train import fit
 
     config = config_from_args(args)
     tic = time.perf_counter()
-    checkpoint = fit(config)
+    # Under torchrun every process runs this; rank 0 speaks for the run.
+    with process_group(pick_device(config.device)) as world:
+        checkpoint = fit(config)
+    if not world.is_main:
+        return 0
     wall = time.perf_counter() - tic
     test = checkpoint["metrics"]["test"]
     score = f"test accuracy {test['accuracy']:.4f}"
@@ -179,7 +185,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args)
     except HwrError as error:
         # Errors the user can fix get one clear message, not a traceback.
-        print(f"hwr {args.command}: error: {error}", file=sys.stderr)
+        hint = ""
+        if isinstance(error, ProcessLostError):
+            hint = "; the last finished epoch is saved: run the same command with --resume"
+        print(f"hwr {args.command}{_rank_tag()}: error: {error}{hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         hint = (
@@ -189,6 +198,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"\nhwr {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
+
+
+def _rank_tag() -> str:
+    # Under torchrun every process prints its own errors; say which process speaks.
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return f" (rank {os.environ.get('RANK', '?')})"
+    return ""
 
 
 if __name__ == "__main__":

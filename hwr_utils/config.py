@@ -72,6 +72,8 @@ class TrainConfig:
     schedule: str = "onecycle"  # "onecycle" or "constant" (the learning rate never changes)
     normalization: str = "mnist"  # pixel scaling inside the model, a key of NORMALIZATIONS
     bf16: bool = False  # bfloat16 autocast, used only where the hardware supports it
+    # Under torchrun: batch norm over the global batch (each process's share otherwise).
+    sync_bn: bool = False
     val_size: int = 5000
     # Use only the first N training images (smoke runs, tests); for crnn, N training strips.
     train_limit: int | None = None
@@ -152,7 +154,13 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", default=defaults.model, choices=list(MODELS))
     parser.add_argument("--epochs", type=int, default=None, help=by_model("epochs"))
-    parser.add_argument("--batch-size", type=int, default=None, help=by_model("batch_size"))
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="images (crnn: strips) per step, over all processes under torchrun; "
+        + by_model("batch_size"),
+    )
     parser.add_argument(
         "--lr", type=float, default=None, help="peak learning rate; " + by_model("lr")
     )
@@ -184,6 +192,11 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--bf16", action="store_true", help="bfloat16 autocast (only where supported)"
+    )
+    parser.add_argument(
+        "--sync-bn",
+        action="store_true",
+        help="under torchrun, batch norm with the statistics of the global batch",
     )
     parser.add_argument("--val-size", type=int, default=defaults.val_size)
     parser.add_argument(

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
+from .distributed import shard
 from .errors import ConfigError, HwrError
 
 # MNIST's own normalization, computed from the 60,000 training images (the book recomputes it).
@@ -357,19 +358,23 @@ def oversample(split: MNISTSplit, seed: int = 0) -> MNISTSplit:
 
 
 def to_float(images: torch.Tensor, mean: float = 0.0, std: float = 1.0) -> torch.Tensor:
-    """uint8 images (N, 28, 28) -> float32 (N, 1, 28, 28), pixels in [0, 1]: what every model
-    of the book takes (each normalizes inside, see :class:`hwr_utils.models.Normalize`).
+    """uint8 images (N, 28, 28) -> floats (N, 1, 28, 28), pixels in [0, 1]: what every model
+    of the book takes (each normalizes inside, see :class:`hwr_utils.models.Normalize`). The
+    floats are PyTorch's default dtype: float32, unless ``torch.set_default_dtype`` says otherwise.
 
     ``mean`` and ``std``, when given, normalize here too: for the chapters that show what
     normalization does, and for pipelines such as the article's that normalize outside the model.
     """
-    scaled = (images.float() / 255.0).unsqueeze(1)
+    scaled = (images.to(torch.get_default_dtype()) / 255.0).unsqueeze(1)
     return scaled if (mean, std) == (0.0, 1.0) else (scaled - mean) / std
 
 
 def pixels_to_float(images: torch.Tensor) -> torch.Tensor:
-    """A uint8 batch in any shape -> float32 in [0, 1]; float batches pass unchanged."""
-    return images.float() / 255.0 if images.dtype == torch.uint8 else images
+    """A uint8 batch in any shape -> floats (the default dtype) in [0, 1]; float batches pass
+    unchanged."""
+    if images.dtype != torch.uint8:
+        return images
+    return images.to(torch.get_default_dtype()) / 255.0
 
 
 class TensorBatches:
@@ -382,7 +387,9 @@ class TensorBatches:
     is drawn from a private generator seeded by ``seed + epoch``, so epoch *k* always sees the
     same batches: this is what lets ``--resume`` reproduce an uninterrupted run exactly.
     ``augment`` (a function of a batch) is applied to each batch, e.g.
-    :func:`hwr_utils.augment.random_affine`.
+    :func:`hwr_utils.augment.random_affine`. In data-parallel training process ``rank`` of
+    ``world_size`` serves only its :func:`~hwr_utils.distributed.shard` of each epoch's order
+    (the same order on every process), ``batch_size`` images per step.
     """
 
     def __init__(
@@ -394,14 +401,19 @@ class TensorBatches:
         seed: int = 0,
         augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
         drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if len(images) != len(targets):
             raise ValueError(f"{len(images)} images but {len(targets)} targets")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside a world of {world_size}")
         self.images, self.targets = images, targets
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.augment, self.drop_last = augment, drop_last
+        self.rank, self.world_size = rank, world_size
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -409,13 +421,14 @@ class TensorBatches:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        n = len(self.targets)
+        n = len(self.targets) // self.world_size
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         n = len(self.targets)
         order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
+        order = shard(order, self.rank, self.world_size)
         for i in range(len(self)):
             idx = order[i * self.batch_size : (i + 1) * self.batch_size].to(self.images.device)
             x, y = self.images[idx], self.targets[idx]

@@ -25,6 +25,10 @@ class CheckpointError(HwrError, ValueError):
     """A file that is not a usable checkpoint or exported model (missing, truncated, foreign)."""
 
 
+class ProcessLostError(HwrError, RuntimeError):
+    """In data-parallel training, another process died, hung or was killed."""
+
+
 class MissingDependencyError(HwrError, ImportError):
     """An optional dependency is not installed."""
 

@@ -1,5 +1,6 @@
 """The training engine, read top to bottom: the optimizer, one step, one epoch, evaluation,
-then :func:`fit`, which runs them with validation, checkpoints and exact ``--resume``.
+then :func:`fit`, which runs them with validation, checkpoints and exact ``--resume``, in one
+process or, under ``torchrun``, in several (:mod:`hwr_utils.distributed`).
 
 In the manner of torchvision's classification reference (``train_one_epoch``, ``evaluate``),
 with the task seam of d2l: the engine asks a :class:`~hwr_utils.tasks.Task` for the loss and
@@ -35,6 +36,17 @@ from .data import (
     train_val_split,
 )
 from .digit_strings import NumberStrips, number_strip_splits
+from .distributed import (
+    World,
+    barrier,
+    broadcast_buffers,
+    current_world,
+    data_parallel,
+    gather,
+    rank_device,
+    sum_over_processes,
+    sync_batchnorm,
+)
 from .errors import ConfigError
 from .models import NORMALIZATIONS, build_model
 from .runtime import bf16_supported, live_progress, maybe_compile, pick_device, set_seed
@@ -110,7 +122,8 @@ def train_one_epoch(
     bf16: bool = False,
 ) -> dict[str, float]:
     """One pass over ``batches``: the mean training loss (the task's objective) and the task's
-    other metrics (e.g. accuracy) on the training batches."""
+    other metrics (e.g. accuracy) on the training batches (of every process, in data-parallel
+    training)."""
     model.train()
     total_loss, sums = 0.0, Counter()
     bar = tqdm(batches, desc=description, leave=False, disable=not progress)
@@ -124,7 +137,8 @@ def train_one_epoch(
         total_loss += batch_loss * batch_sums["count"]
         sums.update(batch_sums)
         bar.set_postfix(loss=f"{batch_loss:.3f}")
-    return {**task.metrics(sums), "loss": total_loss / max(sums["count"], 1)}
+    sums = sum_over_processes({**sums, "objective": total_loss})
+    return {**task.metrics(sums), "loss": sums["objective"] / max(sums["count"], 1)}
 
 
 @torch.no_grad()
@@ -137,14 +151,20 @@ def evaluate(
     batch_size: int = 1000,
 ) -> dict[str, float]:
     """The task's metrics of ``model`` (eval mode) on ``images`` (pixels in [0, 1]); for a
-    classifier the plain cross-entropy ``loss`` and the ``accuracy``."""
+    classifier the plain cross-entropy ``loss`` and the ``accuracy``.
+
+    In data-parallel training each process scores every world-size-th image with rank 0's
+    weights and buffers, and the totals are added up: every image counted once."""
     task = Classification() if task is None else task
     model.eval()
+    world = current_world()
+    broadcast_buffers(model)
+    images, targets = images[world.rank :: world.size], targets[world.rank :: world.size]
     sums = Counter()
     for i in range(0, len(targets), batch_size):
         outputs = model(images[i : i + batch_size].to(device)).float().cpu()
         sums.update(task.sums(outputs, targets[i : i + batch_size]))
-    return task.metrics(sums)
+    return task.metrics(sum_over_processes(sums))
 
 
 @dataclass
@@ -162,14 +182,27 @@ class TrainingSetup:
     val_x: torch.Tensor  # pixels in [0, 1], on the CPU
     test_x: torch.Tensor
     bf16: bool  # autocast to bfloat16 (asked for, and native here)
+    world: World  # this process among those of the run (one, without torchrun)
 
 
 def prepare_training(config: TrainConfig, train: MNISTSplit | None = None) -> TrainingSetup:
     """Seed, load and split MNIST, and build the batches, model, task and optimizer of
     ``config``: everything :func:`fit` (and the recipe race) needs before the first step.
-    ``train`` replaces the training split, as in :func:`fit`."""
+    ``train`` replaces the training split, as in :func:`fit`.
+
+    Under ``torchrun``, ``config.batch_size`` is the global batch: each process takes
+    ``batch_size / world size`` images of it per step, so a step averages the gradients of the
+    same images one process would see, and the learning rate stays as it is. Every process
+    builds the same model (same seed); then process ``r > 0`` reseeds with ``seed + r`` for
+    its own augmentation and dropout, while rank 0 draws exactly what a single process draws.
+    """
+    world = current_world()
+    if config.batch_size % world.size:
+        raise ConfigError(
+            f"the global batch ({config.batch_size}) must split evenly over {world.size} processes"
+        )
     set_seed(config.seed)
-    device = pick_device(config.device)
+    device = rank_device(pick_device(config.device), world)
     train_full, test = load_mnist(config.data_dir)
     default_train, val = train_val_split(train_full, config.val_size, seed=config.seed)
     train = default_train if train is None else train
@@ -183,14 +216,20 @@ def prepare_training(config: TrainConfig, train: MNISTSplit | None = None) -> Tr
     batches = TensorBatches(
         train.images.unsqueeze(1).to(device),  # uint8 pixels: augmented before any scaling
         train.labels.to(device),
-        config.batch_size,
+        config.batch_size // world.size,
         shuffle=True,
         seed=config.seed,
         augment=partial(random_affine, strength=config.augment) if config.augment else None,
         drop_last=len(train) >= config.batch_size,
+        rank=world.rank,
+        world_size=world.size,
     )
     model = build_model(config.model, normalization=config.normalization, **config.model_config)
     model = model.to(device)
+    if config.sync_bn and world.size > 1:
+        model = sync_batchnorm(model, device)
+    if world.rank > 0:
+        torch.manual_seed(config.seed + world.rank)
     if getattr(model, "channels_last", False):
         # NHWC lets oneDNN pick faster convolution kernels on CPU.
         model = model.to(memory_format=torch.channels_last)
@@ -203,7 +242,7 @@ def prepare_training(config: TrainConfig, train: MNISTSplit | None = None) -> Tr
     optimizer, scheduler = make_optimizer(model, config, len(batches))
     val_x, test_x = to_float(val.images), to_float(test.images)
     return TrainingSetup(
-        device, model, task, batches, optimizer, scheduler, val, test, val_x, test_x, bf16
+        device, model, task, batches, optimizer, scheduler, val, test, val_x, test_x, bf16, world
     )
 
 
@@ -214,13 +253,14 @@ def fit(config: TrainConfig, train: MNISTSplit | None = None) -> dict[str, Any]:
     saved atomically to ``config.out``. With ``config.resume`` a run restarts from that file
     and finishes with exactly the numbers an uninterrupted run with the same seed gives.
     ``train`` replaces the training split (the validation split stays MNIST's), for experiments
-    such as class imbalance; a run given one is not resumable.
+    such as class imbalance; a run given one is not resumable. Under ``torchrun`` every process
+    runs this function; rank 0 prints and saves (see :func:`prepare_training`).
     """
     if train is not None and config.resume:
         raise ConfigError("a run on a training split of its own cannot be resumed")
     setup = prepare_training(config, train)
     device, model, task, batches = setup.device, setup.model, setup.task, setup.batches
-    optimizer, scheduler = setup.optimizer, setup.scheduler
+    optimizer, scheduler, world = setup.optimizer, setup.scheduler, setup.world
 
     history: list[dict[str, float]] = []
     start_epoch, elapsed, checkpoint = 0, 0.0, {}
@@ -231,19 +271,30 @@ def fit(config: TrainConfig, train: MNISTSplit | None = None) -> dict[str, Any]:
                 f"{config.out} was written by a run with other settings; "
                 "resume with the same options or choose another --out"
             )
+        if checkpoint.get("world_size", 1) != world.size:
+            raise ConfigError(
+                f"{config.out} was written by {checkpoint.get('world_size', 1)} process(es); "
+                f"resume it with as many, not {world.size}"
+            )
         model.load_state_dict(checkpoint["state_dict"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
-        torch.set_rng_state(checkpoint["rng_state"])
-        if device.type == "cuda" and "cuda_rng_state" in checkpoint:
-            torch.cuda.set_rng_state(checkpoint["cuda_rng_state"].cpu(), device)
+        _restore_rng(checkpoint, world.rank, device)
         history, start_epoch = checkpoint["history"], checkpoint["epoch"]
         elapsed = checkpoint["train_seconds"]
-        print(f"Resuming {config.out} after epoch {start_epoch}/{config.epochs}")
+        if world.is_main:
+            print(f"Resuming {config.out} after epoch {start_epoch}/{config.epochs}")
+    if world.size > 1 and world.is_main:
+        print(
+            f"{world.size} processes ({world.backend}): global batch {config.batch_size}, "
+            f"{batches.batch_size} per process",
+            flush=True,
+        )
 
     example = pixels_to_float(batches.images[: batches.batch_size])
-    run_model = maybe_compile(model, example) if config.compile else model
-    bars = config.progress and live_progress()
+    run_model = data_parallel(model, device) if world.size > 1 else model
+    run_model = maybe_compile(run_model, example) if config.compile else run_model
+    bars = config.progress and live_progress() and world.is_main
     for epoch in range(start_epoch, config.epochs):
         batches.set_epoch(epoch)
         tic = time.perf_counter()
@@ -269,19 +320,20 @@ def fit(config: TrainConfig, train: MNISTSplit | None = None) -> dict[str, Any]:
             "seconds": elapsed,
         }
         history.append(row)
-        if config.progress:
+        if config.progress and world.is_main:
             print(
                 f"epoch {epoch + 1:>2}/{config.epochs}  loss {row['train_loss']:.4f}  "
                 f"val acc {row.get('val_accuracy', math.nan):.4f}  ({elapsed:.0f} s)",
                 flush=True,  # a log file gets each epoch as it ends
             )
         checkpoint = _checkpoint(model, task, config, optimizer, scheduler, history, elapsed)
-        if device.type == "cuda":  # dropout on a GPU draws from the GPU's generator
-            checkpoint["cuda_rng_state"] = torch.cuda.get_rng_state(device)
+        checkpoint.update(_rng_states(device), world_size=world.size)
         if epoch + 1 == config.epochs:
             test_stats = evaluate(model, setup.test_x, setup.test.labels, device, task)
             checkpoint["metrics"] = {"test": test_stats}
-        save_checkpoint(checkpoint, config.out)
+        if world.is_main:
+            save_checkpoint(checkpoint, config.out)
+        barrier()  # no process goes on (or ends) before the checkpoint is on disk
     return checkpoint
 
 
@@ -303,7 +355,23 @@ def _checkpoint(model, task, config, optimizer, scheduler, history, elapsed) -> 
         "train_seconds": elapsed,
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
-        "rng_state": torch.get_rng_state(),
+        "global_batch": config.batch_size,  # over all processes, in data-parallel training
         "metrics": {},
         "versions": {"hwr_utils": __version__, "torch": str(torch.__version__)},
     }
+
+
+def _rng_states(device: torch.device) -> dict[str, Any]:
+    # Every process's generators, in rank order: each draws its own augmentation and dropout.
+    states = {"rng_states": gather(torch.get_rng_state())}
+    if device.type == "cuda":  # dropout on a GPU draws from the GPU's generator
+        states["cuda_rng_states"] = gather(torch.cuda.get_rng_state(device))
+    states["rng_state"] = states["rng_states"][0]  # what checkpoints before rng_states held
+    return states
+
+
+def _restore_rng(checkpoint: dict[str, Any], rank: int, device: torch.device) -> None:
+    torch.set_rng_state(checkpoint.get("rng_states", [checkpoint["rng_state"]])[rank])
+    cuda_states = checkpoint.get("cuda_rng_states", [checkpoint.get("cuda_rng_state")])
+    if device.type == "cuda" and cuda_states[rank] is not None:
+        torch.cuda.set_rng_state(cuda_states[rank].cpu(), device)
