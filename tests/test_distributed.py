@@ -2,6 +2,7 @@
 processes, checked against ``nn.BatchNorm2d`` on the whole batch; ``fit`` in two processes
 against ``fit`` in one; and ``hwr train`` under ``torchrun``, killed and resumed."""
 
+import json
 import os
 import signal
 import subprocess
@@ -123,10 +124,10 @@ def test_two_processes_train_the_weights_one_process_trains(tmp_path, tiny_confi
     # Same seed, same global batch, batch norm synchronized, nothing random (no augmentation,
     # no dropout: each process would draw its own). In float64 the two runs differ only by the
     # order of additions (a gradient averaged over two halves, statistics summed in parts),
-    # about 1e-16 per step; after 30 steps 1e-9 is a margin of thousands, and a real mistake
-    # (a sample seen twice, a half-batch statistic, a sum instead of a mean) is off by far more.
-    # In float32 the same rounding grows to 1e-2 within a few dozen steps: training amplifies
-    # it, exactly as it does between two one-process runs with 1 and 2 threads.
+    # in the last of float64's digits; 1e-9 leaves those differences room to grow over 30 steps,
+    # and a real mistake (a sample seen twice, a half-batch statistic, a sum instead of a mean)
+    # is off by far more. In float32 the same rounding starts at 1e-7 and training carries it
+    # to differences far above any useful tolerance.
     settings = dict(augment=0, model_config={"width": 8, "dropout": 0.0}, train_limit=1000)
     two = fit_in_two_processes(
         tiny_config(tmp_path / "two", sync_bn=True, **settings), tmp_path, torch.float64
@@ -141,15 +142,17 @@ def test_two_processes_train_the_weights_one_process_trains(tmp_path, tiny_confi
         torch.testing.assert_close(two["state_dict"][name], value, rtol=0, atol=1e-9)
     assert abs(two["history"][-1]["train_loss"] - one["history"][-1]["train_loss"]) < 1e-9
 
-    unsynced = fit_in_two_processes(tiny_config(tmp_path / "unsynced", **settings), tmp_path)
+    unsynced = fit_in_two_processes(
+        tiny_config(tmp_path / "unsynced", **settings), tmp_path, torch.float64
+    )
     weight = "features.0.0.weight"  # each process normalizes with its half: other weights
     assert (unsynced["state_dict"][weight] - one["state_dict"][weight]).abs().max() > 1e-4
 
 
 def test_two_processes_without_synced_batchnorm_learn_as_well(tmp_path, tiny_config):
     # The book's recipe (augmentation, dropout, per-process batch norm) cannot match weight for
-    # weight; it must match in accuracy. Over seeds 0-2 the test accuracy of this run spreads
-    # over about 0.01 in one process and in two; 0.02 leaves room for that spread, no more.
+    # weight; it must match in accuracy. The margin leaves room for the spread of this run's
+    # test accuracy over seeds, in one process and in two (benchmarks/RESULTS.md), no more.
     settings = dict(train_limit=4000, val_size=500)
     two = fit_in_two_processes(tiny_config(tmp_path / "two", **settings), tmp_path)
     one = fit(tiny_config(tmp_path / "one", **settings))
@@ -252,3 +255,17 @@ def test_torchrun_killed_mid_epoch_fails_cleanly_and_resumes_exactly(tmp_path, m
     assert drop_time == [
         {k: v for k, v in r.items() if k != "seconds"} for r in expected["history"]
     ]
+
+
+def test_gradients_averaged_by_hand_are_those_of_ddp_and_of_one_process(tmp_path):
+    # The appendix's from-scratch data parallelism (one all_reduce per parameter), under torchrun.
+    from hwr_utils.teaching.data_parallel import torchrun
+
+    out = tmp_path / "dp.json"
+    torchrun("-m", "hwr_utils.teaching.data_parallel", "--steps", "3", "--out", out)
+    report = json.loads(out.read_text())
+    assert report["world_size"] == 2 and report["steps"] == 3
+    float64 = report["float64"]
+    assert float64["by_hand_vs_ddp"] <= 1e-12
+    assert float64["by_hand_vs_one_process"] <= 1e-12
+    assert float64["ddp_vs_one_process"] <= 1e-12
