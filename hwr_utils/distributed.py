@@ -133,8 +133,9 @@ def data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
 
 def sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
     """Batch normalization over the global batch: PyTorch's ``nn.SyncBatchNorm`` on a GPU,
-    :class:`SyncBatchNorm2d` elsewhere. Parameters keep their names (checkpoints load either
-    way). Call it before building the optimizer: conversion may make new parameters."""
+    :class:`SyncBatchNorm2d` elsewhere. Both keep the layers' parameters and buffers, under the
+    same names (checkpoints load either way). Convert before :func:`data_parallel` wraps the
+    model: DDP must see the layers it will run."""
     if device.type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return convert_sync_batchnorm(model)
