@@ -141,19 +141,6 @@ def sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
     return convert_sync_batchnorm(model)
 
 
-def sum_over_processes(sums: Mapping[str, float]) -> Counter:
-    """Totals (``task.sums`` of each process's share) added up over the processes. Every
-    process gets the same totals; keys missing on one process count as 0 there."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return Counter(sums)
-    everyone: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(everyone, dict(sums))
-    total = Counter()
-    for part in everyone:
-        total.update(part)
-    return total
-
-
 def gather(value: Any) -> list[Any]:
     """``value`` of every process, in rank order (a list of one outside a process group)."""
     if not (dist.is_available() and dist.is_initialized()):
@@ -161,6 +148,15 @@ def gather(value: Any) -> list[Any]:
     everyone: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(everyone, value)
     return everyone
+
+
+def sum_over_processes(sums: Mapping[str, float]) -> Counter:
+    """Totals (``task.sums`` of each process's share) added up over the processes. Every
+    process gets the same totals; keys missing on one process count as 0 there."""
+    total = Counter()
+    for part in gather(dict(sums)):
+        total.update(part)
+    return total
 
 
 def broadcast_buffers(model: nn.Module) -> None:
