@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .errors import CheckpointError
+from .exported import load_exported
 from .models import NORMALIZATIONS, build_model
 from .tasks import Task, build_task
 
@@ -122,6 +123,36 @@ def task_from_checkpoint(checkpoint: dict) -> Task:
     return build_task(checkpoint["task"], **checkpoint["task_config"])
 
 
+#: What a model takes, by task: the pixels and the preprocessing that makes them from a file.
+INPUT_CONTRACTS = {
+    "classification": "28x28 pixels in [0, 1], white ink on black, the digit's longer side in "
+    "a 20x20 box centred by mass (MNIST's conventions; hwr_utils.preprocess.preprocess_photo "
+    "makes this from a photo)",
+    "ctc": "a strip 32 pixels high of any width divisible by 4, pixels in [0, 1], white ink on "
+    "black (hwr_utils.preprocess.preprocess_number_photo makes this from a photo)",
+}
+
+
+def model_card(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """What a model is, in plain values: task, classes (or alphabet), the input it takes, its
+    normalization, the data it was trained on (with checksums), what it started from, its
+    metrics and the versions that made it. Exports carry it; ``hwr`` never needs more."""
+    return {
+        "model": checkpoint["model"],
+        "task": checkpoint["task"],
+        "class_names": task_from_checkpoint(checkpoint).class_names,
+        "input": {
+            "shape": checkpoint["input_shape"],
+            "contract": INPUT_CONTRACTS[checkpoint["task"]],
+        },  # fmt: skip
+        "normalization": checkpoint.get("normalization"),
+        "data": checkpoint.get("data", {"spec": "mnist"}),  # older checkpoints: MNIST
+        "init_from": checkpoint.get("init_from"),
+        "metrics": checkpoint.get("metrics", {}),
+        "versions": checkpoint.get("versions", {}),
+    }
+
+
 def load_model(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
     """A checkpoint (``.pt``) or an exported model (``.onnx``, ``.pt2``), ready to predict.
 
@@ -130,8 +161,6 @@ def load_model(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
     the checkpoint holds).
     """
     if Path(path).suffix in (".onnx", ".pt2"):
-        from .export import load_exported  # only when asked: it pulls in ONNX Runtime
-
         model = load_exported(path)
         if not model.metadata:
             raise CheckpointError(f"{path} carries no hwr metadata; export it with 'hwr export'")

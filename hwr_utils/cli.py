@@ -1,4 +1,4 @@
-"""The ``hwr`` command line: ``hwr train | evaluate | predict | read | export``.
+"""The ``hwr`` command line: ``hwr train | finetune | evaluate | predict | read | export``.
 
 Only ``hwr train`` imports the training engine (when it runs); predicting, evaluating and
 exporting need the model, not the means to train it. Errors a user can fix
@@ -13,27 +13,49 @@ import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
 
 from . import __version__
-from .checkpoints import load_model, task_from_checkpoint
-from .config import config_from_args, get_args_parser
-from .data import load_mnist, to_float
-from .digit_strings import TEST_SEED, published_test_strips
+from .checkpoints import load_checkpoint, load_model, task_from_checkpoint
+from .config import (
+    DATA_HELP,
+    FINETUNE_DEFAULTS,
+    FINETUNE_METHODS,
+    TrainConfig,
+    add_recipe_options,
+    config_from_args,
+    default_data,
+    get_args_parser,
+)
+from .data import to_float
+from .datasets import evaluation_split
+from .digit_strings import TEST_SEED
 from .errors import ConfigError, HwrError, ProcessLostError
-from .export import FORMATS, export_model
+from .export import FORMATS, ExportFallbackWarning, export_model
 from .metrics import classification_report, format_report
 from .predict import predict_files, predict_logits, read_files
 from .runtime import pick_device
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    return _train(config_from_args(args))
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    base = load_checkpoint(args.checkpoint)
+    names = {"epochs", "batch_size", "lr", "augment", "val_size", "seed", "device", "data_dir",
+             "resume", "progress", "data", "method", "out"}  # fmt: skip
+    settings = {k: v for k, v in vars(args).items() if k in names}
+    return _train(TrainConfig(model=base["model"], init_from=args.checkpoint, **settings))
+
+
+def _train(config: TrainConfig) -> int:
     from .distributed import process_group
     from .train import fit
 
-    config = config_from_args(args)
     tic = time.perf_counter()
     # Under torchrun every process runs this; rank 0 speaks for the run.
     with process_group(pick_device(config.device)) as world:
@@ -41,14 +63,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not world.is_main:
         return 0
     wall = time.perf_counter() - tic
-    test = checkpoint["metrics"]["test"]
-    score = f"test accuracy {test['accuracy']:.4f}"
+    split = "test" if "test" in checkpoint["metrics"] else "val"
+    scores = checkpoint["metrics"][split]
+    score = f"{split} accuracy {scores['accuracy']:.4f}"
     if config.task == "ctc":
-        score = f"test sequence accuracy {test['accuracy']:.4f}, CER {test['cer']:.4f}"
+        score = f"{split} sequence accuracy {scores['accuracy']:.4f}, CER {scores['cer']:.4f}"
+    what = config.model
+    if config.init_from or config.data != default_data(config.model):  # say what was learnt
+        classes = checkpoint["class_names"]
+        shown = ", ".join(classes[:12]) + (", ..." if len(classes) > 12 else "")
+        started = f" from {config.init_from} ({config.method})" if config.init_from else ""
+        kind = "symbols" if config.task == "ctc" else "classes"
+        what += f"{started} on {config.data} ({len(classes)} {kind}: {shown})"
     print(
-        f"{config.model}: {score} (loss {test['loss']:.4f}) after "
-        f"{checkpoint['epoch']} epochs; training took {checkpoint['train_seconds']:.0f} s "
-        f"({wall:.0f} s in all this run); saved {config.out}"
+        f"{what}: {score} "
+        f"(loss {scores['loss']:.4f}) after {checkpoint['epoch']} epochs; training took "
+        f"{checkpoint['train_seconds']:.0f} s ({wall:.0f} s in all this run); saved {config.out}"
     )
     return 0
 
@@ -60,35 +90,40 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     exported = Path(args.checkpoint).suffix in (".onnx", ".pt2")
     device = torch.device("cpu") if exported else pick_device(args.device)
     model = model.to(device)
-    _, test = load_mnist(args.data_dir)
-    if checkpoint["task"] == "ctc":
-        return _evaluate_reader(model, checkpoint, test, device, args.json)
-    logits = predict_logits(model, to_float(test.images), device)
-    report = classification_report(test.labels, logits.argmax(1), checkpoint["class_names"])
+    task = task_from_checkpoint(checkpoint)
+    trained_on = checkpoint.get("data", {}).get("spec") or default_data(checkpoint["model"])
+    spec = args.data or trained_on
+    data, split_name = evaluation_split(spec, args.data_dir, task.class_names, task.name)
+    if task.name == "ctc":
+        return _evaluate_reader(model, task, data, spec, split_name, device, args.json)
+    logits = predict_logits(model, to_float(data.images), device)
+    report = classification_report(data.labels, task.decode(logits), task.class_names)
+    report = {"data": spec, "split": split_name, **report}
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
 
 
-def _evaluate_reader(model, checkpoint, test, device, as_json: bool) -> int:
-    # The number reader is scored on the published test strips, written with MNIST's test digits.
-    strips = published_test_strips(test)
+def _evaluate_reader(model, task, strips, spec, split_name, device, as_json: bool) -> int:
     outputs = predict_logits(model, to_float(strips.images), device, batch_size=500)
-    task = task_from_checkpoint(checkpoint)
     metrics = task.metrics(task.sums(outputs, strips.labels))
     lengths = sorted(int(k.split("_")[1]) for k in metrics if k.startswith("accuracy_"))
     report = {
+        "data": spec,
+        "split": split_name,
         "strips": len(strips),
-        "test_seed": TEST_SEED,
         "sequence_accuracy": metrics["accuracy"],
         "cer": metrics["cer"],
         "accuracy_by_length": {str(n): metrics[f"accuracy_{n}"] for n in lengths},
     }
+    if spec == "strips":  # the published test strips
+        report["test_seed"] = TEST_SEED
     if as_json:
         print(json.dumps(report, indent=2))
         return 0
+    where = f"MNIST test digits, seed {TEST_SEED}" if spec == "strips" else f"{spec}, {split_name}"
     print(
         f"sequence accuracy {report['sequence_accuracy']:.4f}, character error rate "
-        f"{report['cer']:.4f} on {len(strips)} test strips (MNIST test digits, seed {TEST_SEED})"
+        f"{report['cer']:.4f} on {len(strips)} test strips ({where})"
     )
     print("length  " + "".join(f"{n:>8}" for n in lengths))
     print("accuracy" + "".join(f"{metrics[f'accuracy_{n}']:8.4f}" for n in lengths))
@@ -102,7 +137,7 @@ def cmd_read(args: argparse.Namespace) -> int:
             f"{args.checkpoint} recognizes single digits ({checkpoint['task']}); "
             "use 'hwr predict', or a number reader (hwr train --model crnn)"
         )
-    results = read_files(model, args.images, checkpoint["class_names"])
+    results = read_files(model, args.images, task_from_checkpoint(checkpoint).class_names)
     return _report_files(results, args.json, lambda r: f"{r['text']} ({r['confidence']:.3f})")
 
 
@@ -110,7 +145,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     model, checkpoint = load_model(args.checkpoint)
     if checkpoint["task"] != "classification":
         raise ConfigError(f"{args.checkpoint} reads whole numbers; use 'hwr read'")
-    results = predict_files(model, args.images, checkpoint["class_names"])
+    results = predict_files(model, args.images, task_from_checkpoint(checkpoint).class_names)
 
     def line(result: dict) -> str:
         others = ", ".join(f"{t['label']} {t['probability']:.3f}" for t in result["top3"][1:])
@@ -132,7 +167,16 @@ def _report_files(results: list[dict], as_json: bool, line) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    out, difference = export_model(args.checkpoint, args.format, args.out)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ExportFallbackWarning)
+        out, difference = export_model(args.checkpoint, args.format, args.out)
+    for warning in caught:  # a fallback is one line of note; anything else as Python shows it
+        if issubclass(warning.category, ExportFallbackWarning):
+            print(f"hwr export: note: {warning.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
     print(
         f"exported {args.checkpoint} to {out} ({args.format}); parity with the eager model: "
         f"max |logit difference| {difference:.1e}, same predictions"
@@ -141,37 +185,68 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hwr", description="Handwritten digit recognition.")
+    parser = argparse.ArgumentParser(
+        prog="hwr", description="Handwriting recognition: train, fine-tune, evaluate, predict, "
+        "read, export.", allow_abbrev=False,
+    )  # fmt: skip
     parser.add_argument("--version", action="version", version=f"hwr_utils {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser(
-        "train", parents=[get_args_parser(add_help=False)], help="train a model on MNIST"
+    def command(name: str, **kwargs) -> argparse.ArgumentParser:
+        return commands.add_parser(name, allow_abbrev=False, **kwargs)
+
+    train = command(
+        "train", parents=[get_args_parser(add_help=False)], help="train a model from scratch"
     )
     train.set_defaults(run=cmd_train)
 
-    evaluate = commands.add_parser(
-        "evaluate", help="evaluate a checkpoint on MNIST's test set (numbers: its test strips)"
+    finetune = command(
+        "finetune",
+        help="fine-tune a trained model on your own data (a folder of images)",
+        description="Start from a trained checkpoint and train it further on --data (the same "
+        "training as hwr train). The classes the base model knows keep their trained outputs; "
+        "new ones get new outputs. The result is a checkpoint like any other.",
+    )
+    finetune.add_argument("--checkpoint", required=True, help="the trained model to start from")
+    finetune.add_argument("--data", required=True, help=DATA_HELP)
+    finetune.add_argument("--out", required=True, help="the fine-tuned checkpoint's path")
+    finetune.add_argument(
+        "--method",
+        default="full",
+        choices=FINETUNE_METHODS,
+        help="full: train every layer (default); head: only the last layer",
+    )
+    add_recipe_options(finetune, lambda name: f"default {FINETUNE_DEFAULTS[name]}")
+    finetune.set_defaults(run=cmd_finetune)
+
+    evaluate = command(
+        "evaluate",
+        help="score a model on test data (default: the test split of the data it was trained on)",
     )
     evaluate.add_argument("--checkpoint", required=True, help="a .pt checkpoint, .onnx or .pt2")
-    evaluate.add_argument("--data-dir", default=None, help="folder holding MNIST/raw/")
+    evaluate.add_argument(
+        "--data",
+        default=None,
+        help=f"{DATA_HELP}; a folder's test/ when it has one, else all of it",
+    )
+    evaluate.add_argument("--data-dir", default=None, help="folder holding MNIST/ and USPS/")
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--json", action="store_true", help="print JSON")
     evaluate.set_defaults(run=cmd_evaluate)
 
-    predict = commands.add_parser("predict", help="predict the digit in image files")
+    predict = command("predict", help="predict the class (digit) of the image in each file")
     predict.add_argument("--checkpoint", required=True, help="a .pt checkpoint, .onnx or .pt2")
     predict.add_argument("images", nargs="+", metavar="IMAGE")
     predict.add_argument("--json", action="store_true", help="print a JSON list, one per image")
     predict.set_defaults(run=cmd_predict)
 
-    read = commands.add_parser("read", help="read the whole number written in image files")
+    read = command("read", help="read the whole number written in image files")
     read.add_argument("--checkpoint", required=True, help="a number reader: .pt, .onnx or .pt2")
     read.add_argument("images", nargs="+", metavar="IMAGE")
     read.add_argument("--json", action="store_true", help="print a JSON list, one per image")
     read.set_defaults(run=cmd_read)
 
-    export = commands.add_parser("export", help="export a checkpoint to ONNX or torch.export")
+    export = command("export", help="export a checkpoint to ONNX or torch.export")
     export.add_argument("--checkpoint", required=True)
     export.add_argument("--format", required=True, choices=FORMATS)
     export.add_argument("--out", default=None, help="default: the checkpoint's name, new suffix")

@@ -13,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from .datasets import MNIST_VAL_SIZE, parse_spec
 from .errors import ConfigError
 from .models import MODEL_TASKS, MODELS, NORMALIZATIONS
 
@@ -47,9 +48,30 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+#: Fine-tuning (``init_from``): what gets trained. ``full``: every parameter; ``head``: the last
+#: linear layer only (the rest frozen, batch norm's statistics too).
+FINETUNE_METHODS = ("full", "head")
+#: The recipe of ``hwr finetune``, where a run starts from a trained model (init_from) and
+#: usually has few examples: AdamW at a small rate, small batches, mild augmentation.
+FINETUNE_DEFAULTS: dict[str, Any] = {
+    "epochs": 10,
+    "batch_size": 32,
+    "lr": 0.002,
+    "label_smoothing": 0.0,
+    "augment": 0.5,
+    "train_limit": None,
+    "optimizer": "adamw",
+}
+
+
 def default_out(model: str) -> str:
     """Where a run of ``model`` saves its checkpoint unless told otherwise."""
     return f"checkpoints/{model}.pt"
+
+
+def default_data(model: str) -> str:
+    """The dataset a model trains on unless told: number strips for the reader, else MNIST."""
+    return "strips" if MODEL_TASKS.get(model) == "ctc" else "mnist"
 
 
 @dataclass
@@ -61,6 +83,8 @@ class TrainConfig:
     """
 
     model: str = "hwrnet"
+    # A dataset spec (hwr_utils.datasets): mnist, usps, strips, folder:PATH; None: the model's.
+    data: str | None = None
     epochs: int | None = None  # None: the model's (RECIPE_DEFAULTS, MODEL_DEFAULTS), as below
     batch_size: int | None = None
     lr: float | None = None  # peak learning rate of the one-cycle schedule
@@ -68,13 +92,15 @@ class TrainConfig:
     label_smoothing: float | None = None
     class_weights: list[float] | None = None  # per-class loss weights (class imbalance)
     augment: float | None = None  # strength of the random affine augmentation; 0: none
-    optimizer: str = "sgd"  # a key of OPTIMIZERS
+    optimizer: str | None = None  # a key of OPTIMIZERS; None: sgd (fine-tuning: adamw)
     schedule: str = "onecycle"  # "onecycle" or "constant" (the learning rate never changes)
-    normalization: str = "mnist"  # pixel scaling inside the model, a key of NORMALIZATIONS
+    # Pixel scaling inside the model: a key of NORMALIZATIONS, or "data" (the training pixels'
+    # own mean and standard deviation).
+    normalization: str = "mnist"
     bf16: bool = False  # bfloat16 autocast, used only where the hardware supports it
     # Under torchrun: batch norm over the global batch (each process's share otherwise).
     sync_bn: bool = False
-    val_size: int = 5000
+    val_size: int | None = None  # None: the data's rule (hwr_utils.datasets; MNIST: 5000)
     # Use only the first N training images (smoke runs, tests); for crnn, N training strips.
     train_limit: int | None = None
     seed: int = 0
@@ -85,11 +111,22 @@ class TrainConfig:
     resume: bool = False
     progress: bool = True
     model_config: dict[str, Any] = field(default_factory=dict)
+    # Fine-tuning: the checkpoint whose weights the run starts from, and what it trains.
+    init_from: str | None = None
+    method: str = "full"  # a key of FINETUNE_METHODS; only with init_from
 
     def __post_init__(self) -> None:
-        for name, value in {**RECIPE_DEFAULTS, **MODEL_DEFAULTS.get(self.model, {})}.items():
+        defaults = {**RECIPE_DEFAULTS, "optimizer": "sgd", **MODEL_DEFAULTS.get(self.model, {})}
+        if self.init_from is not None:
+            defaults = FINETUNE_DEFAULTS
+        for name, value in defaults.items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
+        if self.data is None:
+            self.data = default_data(self.model)
+        kind, _ = parse_spec(self.data)  # an unknown dataset fails here, before any loading
+        if self.val_size is None and kind in ("mnist", "strips"):
+            self.val_size = MNIST_VAL_SIZE
         if self.optimizer == "adam":  # the name it had before it said what it builds
             self.optimizer = "adamw"
         self.augment = float(self.augment)  # True and False, as it once was, mean 1 and 0
@@ -99,7 +136,8 @@ class TrainConfig:
             "model": (self.model, MODELS),
             "optimizer": (self.optimizer, OPTIMIZERS),
             "schedule": (self.schedule, SCHEDULES),
-            "normalization": (self.normalization, NORMALIZATIONS),
+            "normalization": (self.normalization, [*NORMALIZATIONS, "data"]),
+            "method": (self.method, FINETUNE_METHODS),
         }
         for name, (value, allowed) in choices.items():
             if value not in allowed:
@@ -116,14 +154,18 @@ class TrainConfig:
             raise ConfigError(f"weight_decay must not be negative, got {self.weight_decay}")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        if self.val_size < 0:
+        if self.val_size is not None and self.val_size < 0:
             raise ConfigError(f"val_size must not be negative, got {self.val_size}")
         if "normalization" in self.model_config:
             raise ConfigError("set normalization with its own option, not in model_config")
-        if self.task == "ctc" and (self.label_smoothing or self.class_weights or self.augment):
+        if self.task == "ctc" and (self.label_smoothing or self.class_weights):
             raise ConfigError(
-                f"{self.model} learns with CTC: label smoothing, class weights and augmentation "
-                "do not apply (the strips are generated with their own variety)"
+                f"{self.model} learns with CTC: label smoothing and class weights do not apply"
+            )
+        if self.task == "ctc" and self.data == "strips" and self.augment:
+            raise ConfigError(
+                f"{self.model} reads generated strips (CTC): augmentation does not apply (the "
+                "strips are generated with their own variety)"
             )
 
     @property
@@ -144,51 +186,41 @@ def by_model(name: str) -> str:
     return f"default {RECIPE_DEFAULTS[name]} ({others})" if others else ""
 
 
+DATA_HELP = (
+    "mnist, usps, strips (numbers written with MNIST digits) or folder:PATH (class folders, or "
+    "images with a labels.csv of file,text)"
+)
+
+
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    """Command-line options for :class:`TrainConfig` (shared by ``hwr train`` and notebooks)."""
+    """Command-line options for :class:`TrainConfig` (shared by ``hwr train`` and notebooks).
+    Options are never abbreviated: ``--data`` is never taken for ``--data-dir``."""
     defaults = TrainConfig()
     parser = argparse.ArgumentParser(
-        description="Train a model on MNIST: a digit classifier, or (--model crnn) a reader of "
-        "whole numbers written with MNIST digits.",
+        description="Train a model from scratch: a classifier of digits (MNIST by default) or "
+        "of the classes of any folder, or (--model crnn) a reader of whole numbers.",
         add_help=add_help,
+        allow_abbrev=False,
     )
     parser.add_argument("--model", default=defaults.model, choices=list(MODELS))
-    parser.add_argument("--epochs", type=int, default=None, help=by_model("epochs"))
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=None,
-        help="images (crnn: strips) per step, over all processes under torchrun; "
-        + by_model("batch_size"),
-    )
-    parser.add_argument(
-        "--lr", type=float, default=None, help="peak learning rate; " + by_model("lr")
-    )
+    parser.add_argument("--data", default=None, help=f"{DATA_HELP}; default mnist (crnn: strips)")
+    add_recipe_options(parser, by_model)
     parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
     parser.add_argument(
         "--label-smoothing", type=float, default=None, help=by_model("label_smoothing")
     )
-    augment = parser.add_mutually_exclusive_group()
-    augment.add_argument(
-        "--augment",
-        type=float,
-        default=None,
-        metavar="STRENGTH",
-        help="augmentation strength: 1 is +-10 degrees, +-10%% shift and scale; 0 is none; "
-        + by_model("augment"),
-    )
-    augment.add_argument(
-        "--no-augment", dest="augment", action="store_const", const=0.0, help="no augmentation"
-    )
     parser.add_argument(
         "--optimizer",
-        default=defaults.optimizer,
+        default=None,
         choices=[*OPTIMIZERS, "adam"],
-        help="sgd (Nesterov momentum) or adamw; adam is accepted as another name for adamw",
+        help="sgd (Nesterov momentum, the default) or adamw; adam is another name for adamw",
     )
     parser.add_argument("--schedule", default=defaults.schedule, choices=list(SCHEDULES))
     parser.add_argument(
-        "--normalization", default=defaults.normalization, choices=list(NORMALIZATIONS)
+        "--normalization",
+        default=defaults.normalization,
+        choices=[*NORMALIZATIONS, "data"],
+        help="data: the training pixels' own mean and standard deviation",
     )
     parser.add_argument(
         "--bf16", action="store_true", help="bfloat16 autocast (only where supported)"
@@ -198,21 +230,55 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         action="store_true",
         help="under torchrun, batch norm with the statistics of the global batch",
     )
-    parser.add_argument("--val-size", type=int, default=defaults.val_size)
     parser.add_argument(
         "--train-limit",
         type=int,
         default=None,
         help="use the first N images (crnn: N strips); " + by_model("train_limit"),
     )
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--device", default=defaults.device, help=DEVICES_HELP)
     parser.add_argument("--compile", action="store_true", help="use torch.compile")
-    parser.add_argument("--data-dir", default=None, help="folder holding MNIST/raw/")
     parser.add_argument("--out", default=None, help="checkpoint path (default checkpoints/NAME.pt)")
+    return parser
+
+
+def add_recipe_options(parser: argparse.ArgumentParser, default_of) -> None:
+    """The options ``hwr train`` and ``hwr finetune`` share; ``default_of(name)`` writes the
+    help text's default."""
+    parser.add_argument("--epochs", type=int, default=None, help=default_of("epochs"))
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="images (crnn: strips) per step, over all processes under torchrun; "
+        + default_of("batch_size"),
+    )
+    parser.add_argument(
+        "--lr", type=float, default=None, help="peak learning rate; " + default_of("lr")
+    )
+    augment = parser.add_mutually_exclusive_group()
+    augment.add_argument(
+        "--augment",
+        type=float,
+        default=None,
+        metavar="STRENGTH",
+        help="augmentation strength: 1 is +-10 degrees, +-10%% shift and scale; 0 is none; "
+        + default_of("augment"),
+    )
+    augment.add_argument(
+        "--no-augment", dest="augment", action="store_const", const=0.0, help="no augmentation"
+    )
+    parser.add_argument(
+        "--val-size",
+        type=int,
+        default=None,
+        help="validation examples split off the training data (default: 5000 for MNIST, a "
+        "tenth otherwise; a folder's own val/ when it has one)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help=DEVICES_HELP)
+    parser.add_argument("--data-dir", default=None, help="folder holding MNIST/ and USPS/")
     parser.add_argument("--resume", action="store_true", help="continue from --out")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
-    return parser
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

@@ -10,6 +10,7 @@ catches ``ValueError`` or ``FileNotFoundError`` keeps working.
 from __future__ import annotations
 
 import importlib
+import re
 from types import ModuleType
 
 
@@ -59,5 +60,7 @@ def require(module: str, purpose: str) -> ModuleType:
 
 
 def first_line(error: BaseException) -> str:
-    """The first line of an exception's message (its type's name when it has none)."""
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+    """The first line of an exception's message (its type's name when it has none), without
+    the terminal colour codes some libraries put in their messages."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()
+    return (text.splitlines() or [type(error).__name__])[0]

@@ -15,31 +15,34 @@ normalization and class names travel inside the file, so ``hwr predict`` needs n
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from .checkpoints import atomic_path, load_checkpoint, model_from_checkpoint, task_from_checkpoint
-from .errors import CheckpointError, ConfigError, HwrError, first_line, require
+from .checkpoints import (
+    atomic_path,
+    load_checkpoint,
+    model_card,
+    model_from_checkpoint,
+    task_from_checkpoint,
+)
+from .errors import ConfigError, HwrError, first_line
+from .exported import METADATA_KEY, OnnxModel, load_exported, require_onnx
 from .tasks import Task
 
 #: Largest difference in logits allowed between an export and the eager model.
 PARITY_ATOL = 1e-4
 FORMATS = ("onnx", "pt2")
-METADATA_KEY = "hwr"  # ONNX metadata property / .pt2 extra file holding task, classes, shape
 
 
 class ParityError(HwrError, RuntimeError):
     """An exported model disagrees with the eager model it came from."""
-
-
-def _require_onnx():
-    purpose = "ONNX export and inference"
-    return require("onnx", purpose), require("onnxruntime", purpose)
 
 
 def check_parity(
@@ -59,46 +62,10 @@ def check_parity(
     return difference
 
 
-class OnnxModel(nn.Module):
-    """An ONNX file run by ONNX Runtime, callable like the PyTorch model it came from."""
-
-    def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
-        super().__init__()
-        _, onnxruntime = _require_onnx()
-        options = onnxruntime.SessionOptions()
-        if threads is not None:
-            options.intra_op_num_threads = threads
-        self.session = onnxruntime.InferenceSession(
-            str(path), options, providers=["CPUExecutionProvider"]
-        )
-        self.input_name = self.session.get_inputs()[0].name
-        properties = self.session.get_modelmeta().custom_metadata_map
-        self.metadata = json.loads(properties[METADATA_KEY]) if METADATA_KEY in properties else {}
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        (logits,) = self.session.run(None, {self.input_name: x.detach().cpu().numpy()})
-        return torch.from_numpy(logits)
-
-
-class ProgramModel(nn.Module):
-    """A loaded ``torch.export`` program, callable like the model it came from.
-
-    The program's graph module refuses ``.train()``/``.eval()`` (it is frozen in the mode it
-    was exported in, eval), so it is kept out of this module's children.
-    """
-
-    def __init__(self, program: torch.export.ExportedProgram, metadata: dict[str, Any]) -> None:
-        super().__init__()
-        self.__dict__["program"] = program.module()  # not a child: eval() must not reach it
-        self.metadata = metadata
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.program(x)
-
-
 def _metadata(checkpoint: dict[str, Any]) -> dict[str, Any]:
     keys = ("model", "model_config", "task", "task_config", "class_names", "input_shape")
-    return {k: checkpoint[k] for k in keys} | {"normalization": "inside the model"}
+    meta = {k: checkpoint[k] for k in keys} | {"normalization": "inside the model"}
+    return meta | {"card": model_card(checkpoint)}
 
 
 def _example_batch(task: Task, size: int = 256) -> torch.Tensor:
@@ -132,7 +99,17 @@ def _dynamic_shapes(task: Task) -> tuple[dict[int, Any]]:
 def _export_program(
     model: nn.Module, example: torch.Tensor, task: Task
 ) -> torch.export.ExportedProgram:
-    return torch.export.export(model, (example,), dynamic_shapes=_dynamic_shapes(task))
+    """``torch.export`` with the task's dynamic dimensions. A reader's GRU cannot keep the
+    width dynamic under ``torch.export`` on the PyTorch releases tested (2.14, 2.15): that is a
+    one-line error pointing to ONNX, which can."""
+    try:
+        return torch.export.export(model, (example,), dynamic_shapes=_dynamic_shapes(task))
+    except Exception as error:  # torch.export raises several kinds for an unexportable model
+        dims = ", ".join(name for name, _ in task.dynamic_dims.values())
+        raise ConfigError(
+            f"torch.export on PyTorch {torch.__version__} cannot export this model with a "
+            f"dynamic {dims} ({first_line(error)[:100]}); use --format onnx"
+        ) from None
 
 
 def export_model(
@@ -150,7 +127,7 @@ def export_model(
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; use {' or '.join(FORMATS)}")
     if fmt == "onnx":
-        _require_onnx()  # fail before any work when the extra is missing
+        require_onnx()  # fail before any work when the extra is missing
     checkpoint = load_checkpoint(checkpoint_path)
     model, task = model_from_checkpoint(checkpoint), task_from_checkpoint(checkpoint)
     example = _example_batch(task) if example is None else example
@@ -172,57 +149,56 @@ def export_model(
     return out, difference
 
 
+class ExportFallbackWarning(UserWarning):
+    """PyTorch's current ONNX exporter failed and the TorchScript exporter was used instead."""
+
+
 def _write_onnx(
     model: nn.Module, example: torch.Tensor, task: Task, path: Path, metadata: str
 ) -> None:
-    onnx, _ = _require_onnx()
-    program = torch.onnx.export(
-        model,
-        (example,),
-        dynamo=True,
-        input_names=["images"],
-        output_names=["logits"],
-        dynamic_shapes=_dynamic_shapes(task),
-        verbose=False,
-    )
-    proto = program.model_proto
+    """Write ``model`` as ONNX with PyTorch's current exporter (``dynamo=True``). Where that
+    exporter cannot convert the model on the installed PyTorch (some releases fail on a GRU),
+    fall back to the TorchScript exporter, with the same dynamic dimensions, and say so with an
+    :class:`ExportFallbackWarning`; the parity check that follows holds either way."""
+    onnx, _ = require_onnx()
+    try:
+        program = torch.onnx.export(
+            model,
+            (example,),
+            dynamo=True,
+            input_names=["images"],
+            output_names=["logits"],
+            dynamic_shapes=_dynamic_shapes(task),
+            verbose=False,
+        )
+        proto = program.model_proto
+    except Exception as error:  # the exporter raises many kinds; the fallback is checked anyway
+        warnings.warn(
+            f"PyTorch {torch.__version__}'s ONNX exporter failed ({first_line(error)[:120]}); "
+            "used the TorchScript exporter instead",
+            ExportFallbackWarning,
+            stacklevel=3,
+        )
+        proto = _torchscript_onnx(onnx, model, example, task)
     onnx.helper.set_model_props(proto, {METADATA_KEY: metadata})
     onnx.save(proto, str(path))
 
 
-def load_exported(path: str | os.PathLike, fmt: str | None = None) -> nn.Module:
-    """Load an exported model (``.onnx`` or ``.pt2``) as a callable module in eval mode.
-
-    Its ``metadata`` attribute holds the task, class names and input shape saved with it.
-    A file that is not such a model raises :class:`~hwr_utils.errors.CheckpointError`.
-    """
-    path = Path(path)
-    fmt = fmt or path.suffix.lstrip(".")
-    if not path.is_file():
-        raise CheckpointError(f"exported model not found: {path}")
-    if fmt == "onnx":
-        _require_onnx()
-        try:
-            model = OnnxModel(path).eval()
-        except Exception as error:  # onnxruntime raises its own kinds for a foreign file
-            raise CheckpointError(
-                f"{path} is not a readable ONNX model: {first_line(error)}"
-            ) from None
-    elif fmt == "pt2":
-        extra = {METADATA_KEY: ""}
-        try:
-            program = torch.export.load(path, extra_files=extra)
-        except Exception as error:
-            raise CheckpointError(
-                f"{path} is not a readable torch.export program: {first_line(error)}"
-            ) from None
-        metadata = json.loads(extra[METADATA_KEY]) if extra[METADATA_KEY] else {}
-        model = ProgramModel(program, metadata).eval()
-    else:
-        raise CheckpointError(f"{path}: unknown model format {fmt!r}; expected .onnx, .pt2 or .pt")
-    if model.metadata and "task" not in model.metadata:
-        # Exported before normalization moved inside the model: it expects normalized input.
-        raise CheckpointError(
-            f"{path} was exported by an older hwr_utils; export it again from its checkpoint"
+def _torchscript_onnx(onnx: Any, model: nn.Module, example: torch.Tensor, task: Task) -> Any:
+    """The model as an ONNX ``ModelProto`` from the TorchScript exporter (``dynamo=False``)."""
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():  # its deprecation notice is said once, above
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (example,),
+            buffer,
+            dynamo=False,
+            input_names=["images"],
+            output_names=["logits"],
+            dynamic_axes={
+                "images": {i: name for i, (name, _) in task.dynamic_dims.items()},
+                "logits": dict(task.output_dynamic_dims),
+            },
         )
-    return model
+    return onnx.load_from_string(buffer.getvalue())

@@ -62,14 +62,18 @@ class ArticleNet(nn.Module):
     a 112x112 input halved once; its own 224x224 preprocessing would give 32 * 112 * 112).
     """
 
-    def __init__(self, input_size: int = 28, normalization: str = "mnist") -> None:
+    head = "fc2"
+
+    def __init__(
+        self, input_size: int = 28, num_classes: int = 10, normalization: str = "mnist"
+    ) -> None:
         super().__init__()
         self.normalize = Normalize(normalization)
         self.conv1 = nn.Conv2d(1, 32, kernel_size=3, stride=1, padding=1)
         self.relu = nn.ReLU()
         self.max_pool = nn.MaxPool2d(kernel_size=2, stride=2)
         self.fc1 = nn.Linear(32 * (input_size // 2) ** 2, 128)
-        self.fc2 = nn.Linear(128, 10)
+        self.fc2 = nn.Linear(128, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.conv1(self.normalize(x)))
@@ -82,13 +86,15 @@ class ArticleNet(nn.Module):
 class Article2Net(nn.Module):
     """The second article's model, as written, with ``F`` (``torch.nn.functional``) imported."""
 
-    def __init__(self, normalization: str = "mnist") -> None:
+    head = "fc2"
+
+    def __init__(self, num_classes: int = 10, normalization: str = "mnist") -> None:
         super().__init__()
         self.normalize = Normalize(normalization)
         self.conv1 = nn.Conv2d(1, 32, kernel_size=3, stride=1, padding=1)
         self.conv2 = nn.Conv2d(32, 64, kernel_size=3, stride=1, padding=1)
         self.fc1 = nn.Linear(7 * 7 * 64, 128)
-        self.fc2 = nn.Linear(128, 10)
+        self.fc2 = nn.Linear(128, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.conv1(self.normalize(x)))
@@ -105,7 +111,9 @@ class ExamplesNet(nn.Module):
     2x2 max pool, dropout 0.25 and 0.5 around a 128-unit hidden layer. It returns logits; the
     original returns ``log_softmax`` and uses ``nll_loss``, which together are the same loss."""
 
-    def __init__(self, normalization: str = "mnist") -> None:
+    head = "fc2"
+
+    def __init__(self, num_classes: int = 10, normalization: str = "mnist") -> None:
         super().__init__()
         self.normalize = Normalize(normalization)
         self.conv1 = nn.Conv2d(1, 32, 3, 1)
@@ -113,7 +121,7 @@ class ExamplesNet(nn.Module):
         self.dropout1 = nn.Dropout(0.25)
         self.dropout2 = nn.Dropout(0.5)
         self.fc1 = nn.Linear(9216, 128)  # 64 channels x 12 x 12 after the pool
-        self.fc2 = nn.Linear(128, 10)
+        self.fc2 = nn.Linear(128, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.conv1(self.normalize(x)))
@@ -140,12 +148,14 @@ class HwrNet(nn.Module):
     """
 
     channels_last = True  # fit() stores it NHWC; the article models' .view() needs NCHW
+    head = "classifier.2"  # the last linear layer, which reset_classifier replaces
 
     def __init__(
         self,
         width: int = 16,
         dropout: float = 0.1,
         batch_norm: bool = True,
+        num_classes: int = 10,
         normalization: str = "mnist",
     ) -> None:
         super().__init__()
@@ -161,7 +171,7 @@ class HwrNet(nn.Module):
             nn.MaxPool2d(2),
         )
         self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Dropout(dropout), nn.Linear(4 * w * 3 * 3, 10)
+            nn.Flatten(), nn.Dropout(dropout), nn.Linear(4 * w * 3 * 3, num_classes)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -170,17 +180,21 @@ class HwrNet(nn.Module):
 
 class CRNN(nn.Module):
     """The number reader: convolutional features over columns, a bidirectional GRU along them,
-    and per-column scores over the 10 digits plus the CTC blank (the last unit).
+    and per-column scores over ``num_classes`` symbols (the 10 digits) plus the CTC blank (the
+    last unit).
 
     A strip of height 32 and width W -> (conv) -> pool -> 16 x W/2 -> (conv) -> pool -> 8 x W/4
     -> (conv, conv) -> pool the rows only -> 4 x W/4: each of the T = W/4 columns is then a
     vector of ``4 * 4 * width`` features, projected to ``hidden``. The GRU reads the columns
     both ways (``recurrent=False`` puts two 1-D convolutions over 5 columns in its place, to
-    measure what recurrence buys). Returns (N, T, 11) logits; any width divisible by 4 works.
+    measure what recurrence buys). Returns (N, T, num_classes + 1) logits; any width divisible
+    by 4 works.
     Introduced in the chapter "Reading whole numbers".
     """
 
     channels_last = True
+    head = "classifier"
+    extra_outputs = 1  # the blank
 
     def __init__(
         self,
@@ -188,6 +202,7 @@ class CRNN(nn.Module):
         hidden: int = 96,
         recurrent: bool = True,
         dropout: float = 0.1,
+        num_classes: int = 10,
         normalization: str = "mnist",
     ) -> None:
         super().__init__()
@@ -213,7 +228,7 @@ class CRNN(nn.Module):
                 nn.Conv1d(hidden, hidden, 5, padding=2),
                 nn.ReLU(inplace=True),
             )
-        self.classifier = nn.Linear(hidden, 11)
+        self.classifier = nn.Linear(hidden, num_classes + 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.features(self.normalize(x))  # (N, C, 4, T)
@@ -247,6 +262,25 @@ def build_model(name: str, **config) -> nn.Module:
     except KeyError:
         raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}") from None
     return factory(**config)
+
+
+def num_classes_of(model: nn.Module) -> int:
+    """How many classes (or symbols, for a reader) ``model`` scores: its last linear layer's
+    outputs, less the CTC blank of a reader."""
+    return model.get_submodule(model.head).out_features - getattr(model, "extra_outputs", 0)
+
+
+def reset_classifier(model: nn.Module, num_classes: int) -> nn.Module:
+    """Replace the model's last linear layer (its ``head``) by a freshly initialized one for
+    ``num_classes`` classes (a reader: symbols, the blank added), as timm's
+    ``reset_classifier`` does: fine-tuning onto a new set of classes. Its weights are drawn from
+    PyTorch's global generator: seed it for a reproducible head."""
+    parent_name, _, name = model.head.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    old = getattr(parent, name)
+    outputs = num_classes + getattr(model, "extra_outputs", 0)
+    setattr(parent, name, nn.Linear(old.in_features, outputs).to(old.weight.device))
+    return model
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

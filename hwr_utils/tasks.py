@@ -29,6 +29,7 @@ class Task(Protocol):
     input_shape: ClassVar[tuple[int, ...]]  # one example, without the batch dimension
     # Input dimensions that may vary (export): index -> (name, smallest size).
     dynamic_dims: ClassVar[dict[int, tuple[str, int]]]
+    output_dynamic_dims: ClassVar[dict[int, str]]  # output index -> name, for the same
     class_names: list[str]  # what each output unit stands for
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -64,6 +65,7 @@ class Classification:
     name: ClassVar[str] = "classification"
     input_shape: ClassVar[tuple[int, ...]] = (1, 28, 28)
     dynamic_dims: ClassVar[dict[int, tuple[str, int]]] = {0: ("batch", 1)}
+    output_dynamic_dims: ClassVar[dict[int, str]] = {0: "batch"}
 
     class_names: list[str] = field(default_factory=lambda: list(CLASS_NAMES))
     label_smoothing: float = 0.0
@@ -119,6 +121,7 @@ class CTCRecognition:
     input_shape: ClassVar[tuple[int, ...]] = (1, STRIP_HEIGHT, STRIP_WIDTH)
     # Narrower than 8 pixels (two output columns), the exported graph's own guards refuse.
     dynamic_dims: ClassVar[dict[int, tuple[str, int]]] = {0: ("batch", 1), 3: ("width", 8)}
+    output_dynamic_dims: ClassVar[dict[int, str]] = {0: "batch", 1: "columns"}
 
     class_names: list[str] = field(default_factory=lambda: list(CLASS_NAMES))
 

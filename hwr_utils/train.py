@@ -25,17 +25,16 @@ from tqdm import tqdm  # text bars: they also render in stored notebook outputs
 
 from . import __version__
 from .augment import random_affine
-from .checkpoints import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
-from .config import TrainConfig
-from .data import (
-    MNISTSplit,
-    TensorBatches,
-    load_mnist,
-    pixels_to_float,
-    to_float,
-    train_val_split,
+from .checkpoints import (
+    CHECKPOINT_FORMAT,
+    load_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
+    task_from_checkpoint,
 )
-from .digit_strings import NumberStrips, number_strip_splits
+from .config import TrainConfig
+from .data import MNISTSplit, TensorBatches, pixels_to_float, to_float
+from .datasets import Dataset, Split, load_dataset
 from .distributed import (
     World,
     barrier,
@@ -48,7 +47,7 @@ from .distributed import (
     sync_batchnorm,
 )
 from .errors import ConfigError
-from .models import NORMALIZATIONS, build_model
+from .models import build_model, reset_classifier
 from .runtime import bf16_supported, live_progress, maybe_compile, pick_device, set_seed
 from .tasks import Classification, Task, build_task
 
@@ -177,18 +176,21 @@ class TrainingSetup:
     batches: TensorBatches  # the training split, uint8 pixels on the device
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
-    val: MNISTSplit | NumberStrips
-    test: MNISTSplit | NumberStrips
+    val: Split
+    test: Split | None  # None: the data has no test split
     val_x: torch.Tensor  # pixels in [0, 1], on the CPU
-    test_x: torch.Tensor
+    test_x: torch.Tensor | None
     bf16: bool  # autocast to bfloat16 (asked for, and native here)
     world: World  # this process among those of the run (one, without torchrun)
+    dataset: Dataset  # what was loaded: class names, splits, provenance
 
 
 def prepare_training(config: TrainConfig, train: MNISTSplit | None = None) -> TrainingSetup:
-    """Seed, load and split MNIST, and build the batches, model, task and optimizer of
-    ``config``: everything :func:`fit` (and the recipe race) needs before the first step.
-    ``train`` replaces the training split, as in :func:`fit`.
+    """Seed, load the data (:func:`~hwr_utils.datasets.load_dataset`: its splits and class
+    names), and build the batches, model, task and optimizer of ``config``: everything
+    :func:`fit` (and the recipe race) needs before the first step. ``train`` replaces the
+    training split, as in :func:`fit`. With ``config.init_from`` the model starts from that
+    checkpoint (:func:`model_from_base`).
 
     Under ``torchrun``, ``config.batch_size`` is the global batch: each process takes
     ``batch_size / world size`` images of it per step, so a step averages the gradients of the
@@ -203,13 +205,19 @@ def prepare_training(config: TrainConfig, train: MNISTSplit | None = None) -> Tr
         )
     set_seed(config.seed)
     device = rank_device(pick_device(config.device), world)
-    train_full, test = load_mnist(config.data_dir)
-    default_train, val = train_val_split(train_full, config.val_size, seed=config.seed)
-    train = default_train if train is None else train
-    if config.task == "ctc":  # whole numbers, written with the digits of each split
-        train, val, test = number_strip_splits(train, val, test, config.train_limit, config.seed)
-    elif config.train_limit is not None:
-        train = MNISTSplit(train.images[: config.train_limit], train.labels[: config.train_limit])
+    base = load_checkpoint(config.init_from) if config.init_from else None
+    alphabet = None
+    if base is not None and base["task"] == "ctc":
+        alphabet = task_from_checkpoint(base).class_names  # a reader keeps its alphabet
+    dataset = load_dataset(
+        config.data, config.data_dir, config.val_size, config.seed, config.train_limit, alphabet
+    )
+    if dataset.task != config.task:
+        raise ConfigError(
+            f"{config.model} learns {config.task} but {config.data} holds "
+            + ("texts: use a reader (--model crnn)" if dataset.task == "ctc" else "classes")
+        )
+    train = dataset.train if train is None else train
     bf16 = config.bf16 and bf16_supported(device)
     if config.bf16 and not bf16:
         warnings.warn(f"bfloat16 is not native on {device}; training in float32", stacklevel=2)
@@ -224,7 +232,18 @@ def prepare_training(config: TrainConfig, train: MNISTSplit | None = None) -> Tr
         rank=world.rank,
         world_size=world.size,
     )
-    model = build_model(config.model, normalization=config.normalization, **config.model_config)
+    if base is None:
+        model = build_model(
+            config.model,
+            num_classes=len(dataset.class_names),
+            normalization="none" if config.normalization == "data" else config.normalization,
+            **config.model_config,
+        )
+        if config.normalization == "data":
+            mean, std = dataset.pixel_stats()
+            model.normalize.mean.fill_(mean), model.normalize.std.fill_(std)
+    else:
+        model = model_from_base(base, dataset.class_names, config.method)
     model = model.to(device)
     if config.sync_bn and world.size > 1:
         model = sync_batchnorm(model, device)
@@ -234,16 +253,59 @@ def prepare_training(config: TrainConfig, train: MNISTSplit | None = None) -> Tr
         # NHWC lets oneDNN pick faster convolution kernels on CPU.
         model = model.to(memory_format=torch.channels_last)
     if config.task == "ctc":
-        task = build_task("ctc")
+        task = build_task("ctc", class_names=dataset.class_names)
     else:
         task = Classification(
-            label_smoothing=config.label_smoothing, class_weights=config.class_weights
+            class_names=dataset.class_names,
+            label_smoothing=config.label_smoothing,
+            class_weights=config.class_weights,
         )
     optimizer, scheduler = make_optimizer(model, config, len(batches))
-    val_x, test_x = to_float(val.images), to_float(test.images)
+    test = dataset.test
     return TrainingSetup(
-        device, model, task, batches, optimizer, scheduler, val, test, val_x, test_x, bf16, world
-    )
+        device, model, task, batches, optimizer, scheduler, dataset.val, test,
+        to_float(dataset.val.images), None if test is None else to_float(test.images), bf16,
+        world, dataset,
+    )  # fmt: skip
+
+
+def model_from_base(base: dict[str, Any], class_names: list[str], method: str) -> nn.Module:
+    """The model of checkpoint ``base``, with its weights, ready to fine-tune on
+    ``class_names`` (the way nanoGPT's ``init_from`` and timm's ``--initial-checkpoint`` start
+    from a trained model).
+
+    The head follows the names: classes the base model knows keep their trained row of the last
+    layer (in the new order); any new class gets a freshly initialized head
+    (:func:`~hwr_utils.models.reset_classifier`), as does a set of classes it shares nothing
+    with. With ``method="head"`` everything but that last layer is frozen, batch norm included:
+    its statistics stay the base model's (a hook keeps those layers in eval mode).
+    """
+    model = model_from_checkpoint(base).train()
+    known = task_from_checkpoint(base).class_names
+    if list(class_names) != list(known):
+        head = model.get_submodule(model.head)
+        if set(class_names) <= set(known):
+            rows = [known.index(name) for name in class_names]
+            rows += list(range(len(known), head.out_features))  # a reader's blank stays last
+            kept = nn.Linear(head.in_features, len(rows))
+            with torch.no_grad():
+                kept.weight.copy_(head.weight[rows]), kept.bias.copy_(head.bias[rows])
+            reset_classifier(model, len(class_names))
+            model.get_submodule(model.head).load_state_dict(kept.state_dict())
+        else:
+            reset_classifier(model, len(class_names))
+    if method == "head":
+        head_parameters = set(model.get_submodule(model.head).parameters())
+        for parameter in model.parameters():
+            parameter.requires_grad_(parameter in head_parameters)
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.register_forward_pre_hook(_stay_in_eval)
+    return model
+
+
+def _stay_in_eval(module: nn.Module, inputs: tuple) -> None:
+    module.training = False  # a frozen batch norm normalizes with, and keeps, its statistics
 
 
 def fit(config: TrainConfig, train: MNISTSplit | None = None) -> dict[str, Any]:
@@ -326,38 +388,60 @@ def fit(config: TrainConfig, train: MNISTSplit | None = None) -> dict[str, Any]:
                 f"val acc {row.get('val_accuracy', math.nan):.4f}  ({elapsed:.0f} s)",
                 flush=True,  # a log file gets each epoch as it ends
             )
-        checkpoint = _checkpoint(model, task, config, optimizer, scheduler, history, elapsed)
+        checkpoint = _checkpoint(setup, config, history, elapsed)
         checkpoint.update(_rng_states(device), world_size=world.size)
         if epoch + 1 == config.epochs:
-            test_stats = evaluate(model, setup.test_x, setup.test.labels, device, task)
-            checkpoint["metrics"] = {"test": test_stats}
+            checkpoint["metrics"] = {"val": val_stats}
+            if setup.test is not None:
+                test_stats = evaluate(model, setup.test_x, setup.test.labels, device, task)
+                checkpoint["metrics"]["test"] = test_stats
         if world.is_main:
             save_checkpoint(checkpoint, config.out)
         barrier()  # no process goes on (or ends) before the checkpoint is on disk
     return checkpoint
 
 
-def _checkpoint(model, task, config, optimizer, scheduler, history, elapsed) -> dict[str, Any]:
-    mean, std = NORMALIZATIONS[config.normalization]
+def _checkpoint(setup: TrainingSetup, config: TrainConfig, history, elapsed) -> dict[str, Any]:
+    model, task = setup.model, setup.task
+    model_config = {**config.model_config, "normalization": config.normalization}
+    if config.init_from:  # the base model's architecture, whatever config.model_config says
+        model_config = load_checkpoint(config.init_from)["model_config"]
+    model_config["num_classes"] = len(task.class_names)
+    mean, std = model.normalize.mean.item(), model.normalize.std.item()
     return {
         "format": CHECKPOINT_FORMAT,
         "model": config.model,
-        "model_config": {**config.model_config, "normalization": config.normalization},
+        "model_config": model_config,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "task": task.name,
         "task_config": task.config(),
         "class_names": list(task.class_names),
         "input_shape": list(task.input_shape),
         "normalization": {"name": config.normalization, "mean": mean, "std": std},
+        "data": setup.dataset.card(),
+        "init_from": _init_from(config),
         "train_config": config.fingerprint(),
         "history": history,
         "epoch": len(history),
         "train_seconds": elapsed,
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
+        "optimizer": setup.optimizer.state_dict(),
+        "scheduler": setup.scheduler.state_dict(),
         "global_batch": config.batch_size,  # over all processes, in data-parallel training
         "metrics": {},
         "versions": {"hwr_utils": __version__, "torch": str(torch.__version__)},
+    }
+
+
+def _init_from(config: TrainConfig) -> dict[str, Any] | None:
+    """What a fine-tuned model started from: the base checkpoint, its data, the method."""
+    if not config.init_from:
+        return None
+    base = load_checkpoint(config.init_from)
+    return {
+        "checkpoint": str(Path(config.init_from).resolve()),
+        "model": base["model"],
+        "data": base.get("data", {"spec": "mnist"}),
+        "method": config.method,
     }
 
 

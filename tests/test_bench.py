@@ -121,6 +121,7 @@ def test_predict_all_batches_every_image():
     assert calls == [10] + [10, 10, 5] * 3  # warm-up, then three timed passes
 
 
+@pytest.mark.slow
 def test_every_engine_agrees_with_eager(tiny_checkpoint, mnist, tmp_path):
     pytest.importorskip("onnxruntime")  # the deploy extra; README's test command installs it
     from hwr_utils.bench.engines import inference_engines

@@ -3,7 +3,11 @@
 import re
 from pathlib import Path
 
+import pytest
+
 from hwr_utils.teaching import colab
+
+pytestmark = pytest.mark.slow  # pytest -m "not slow" leaves it out
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -26,7 +26,10 @@ from hwr_utils.teaching.web_demo import DEMO
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "book" / "_build" / "html"
 CHROMIUM, WHY_NOT = browser.find_chromium()
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason=f"browser tests skipped: {WHY_NOT}")
+pytestmark = [
+    pytest.mark.skipif(CHROMIUM is None, reason=f"browser tests skipped: {WHY_NOT}"),
+    pytest.mark.slow,  # pytest -m "not slow" leaves it out
+]
 
 TRACED_PER_CLASS = 2  # MNIST test digits traced per class (the first ones of each class)
 NUMBERS = 5  # whole numbers written on the number canvas

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from hwr_utils import data
+from hwr_utils import data, datasets
 from hwr_utils.checkpoints import load_checkpoint
 
 
@@ -91,6 +91,7 @@ def test_bad_options_fail_in_one_line_before_any_data_is_read(monkeypatch, run_c
         raise AssertionError("MNIST was read before the options were checked")
 
     monkeypatch.setattr(data, "load_mnist", no_data)
+    monkeypatch.setattr(datasets, "load_mnist", no_data)
     for args in (["--epochs", "0"], ["--train-limit", "0"], ["--lr", "-1"], ["--device", "gpu"]):
         code, _, err = run_cli(["train", *args])
         assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, args

@@ -21,6 +21,8 @@ from hwr_utils.data import find_mnist
 from hwr_utils.errors import ConfigError
 from hwr_utils.teaching import colab
 
+pytestmark = pytest.mark.slow  # pytest -m "not slow" leaves it out
+
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
 CHAPTERS = colab.chapters(BOOK)

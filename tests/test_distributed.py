@@ -28,6 +28,8 @@ from hwr_utils.errors import ConfigError
 from hwr_utils.models import build_model
 from hwr_utils.train import fit
 
+pytestmark = pytest.mark.slow  # pytest -m "not slow" leaves it out
+
 
 def test_shards_are_disjoint_equal_and_drawn_from_the_order():
     order = torch.randperm(103, generator=torch.Generator().manual_seed(0))

@@ -126,3 +126,32 @@ def test_every_missing_extra_gets_the_same_one_line_hint(monkeypatch):
         with pytest.raises(MissingDependencyError) as info:
             require(module, "Something")
         assert str(info.value).endswith(f'pip install -e ".[{extra}]"'), str(info.value)
+
+
+def test_onnx_export_falls_back_to_the_torchscript_exporter(
+    tiny_checkpoint, tmp_path, monkeypatch, run_cli
+):
+    # Some PyTorch releases' dynamo exporter cannot convert a GRU: the export must still work,
+    # checked for parity like any other, and say in one line which exporter wrote it.
+    real_export = torch.onnx.export
+    used = []
+
+    def failing_dynamo(*args, dynamo=True, **kwargs):
+        used.append(dynamo)
+        if dynamo:
+            raise RuntimeError("\x1b[96mFailed to decompose the FX graph\x1b[0m\nmore detail")
+        return real_export(*args, dynamo=dynamo, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", failing_dynamo)
+    out = tmp_path / "m.onnx"
+    code, stdout, stderr = run_cli(["export", "--checkpoint", tiny_checkpoint, "--format", "onnx",
+                                    "--out", out])  # fmt: skip
+    assert code == 0 and used == [True, False]
+    assert stderr.strip().count("\n") == 0
+    assert "note: PyTorch" in stderr and "(Failed to decompose the FX graph); used the" in stderr
+    model = load_exported(out)
+    assert model.metadata["class_names"] == load_checkpoint(tiny_checkpoint)["class_names"]
+    eager = model_from_checkpoint(load_checkpoint(tiny_checkpoint))
+    x = torch.rand(5, 1, 28, 28)  # the batch stays dynamic in the fallback too
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), eager(x), atol=1e-4, rtol=0)

@@ -22,6 +22,7 @@ def test_environment_yml_pins_match_pyproject():
     assert "jupyter-book>=1.0.2,<2" in wanted  # version 2 ignores _config.yml, see DEVELOPERS.md
 
 
+@pytest.mark.slow
 def test_a_built_wheel_holds_and_imports_every_module(tmp_path):
     # A wheel built from the source tree, unpacked apart from it: every module of every
     # subpackage must be in it and import from there, not from the checkout.
@@ -54,3 +55,27 @@ def test_a_built_wheel_holds_and_imports_every_module(tmp_path):
         env={"PYTHONPATH": str(unpacked), "PATH": ""},
     )
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_the_lock_pins_every_dependency_within_its_bounds():
+    # CI installs requirements-lock.txt (README's test command): every package the project
+    # declares must be pinned there, at a version its lower bound allows.
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        declared += [p for p in extra if not p.startswith("hwr-utils[")]
+    lock = {}
+    for line in (ROOT / "requirements-lock.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            lock[name.lower().replace("_", "-")] = Version(version)
+    for text in declared:
+        requirement = Requirement(text)
+        name = requirement.name.lower().replace("_", "-")
+        assert name in lock, f"{name} is not in requirements-lock.txt"
+        assert requirement.specifier.contains(lock[name], prereleases=True), (text, lock[name])
+    readme = (ROOT / "README.md").read_text()
+    assert "pip install -c requirements-lock.txt" in readme.split("<!-- test-command -->")[1]

@@ -113,6 +113,7 @@ def test_each_command_refuses_the_other_kind_of_model(reader, tiny_checkpoint, n
     assert code == 2 and "hwr read" in err
 
 
+@pytest.mark.slow
 def test_exported_reader_reads_the_same_at_any_width(reader, number_photos, run_cli, tmp_path):
     pytest.importorskip("onnxruntime")
     from hwr_utils.checkpoints import load_model
@@ -133,6 +134,7 @@ def test_exported_reader_reads_the_same_at_any_width(reader, number_photos, run_
     assert texts[0] == texts[1]
 
 
+@pytest.mark.slow
 def test_resume_ends_where_an_uninterrupted_run_ends(tmp_path, mnist_root, small_test_set,
                                                      monkeypatch):  # fmt: skip
     from hwr_utils import train as train_module
