@@ -98,7 +98,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return _evaluate_reader(model, task, data, spec, split_name, device, args.json)
     logits = predict_logits(model, to_float(data.images), device)
     report = classification_report(data.labels, task.decode(logits), task.class_names)
-    report = {"data": spec, "split": split_name, **report}
+    if args.data and not args.json:  # what was scored, when the user chose it
+        print(f"{spec} ({split_name}):", end=" ")
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
 

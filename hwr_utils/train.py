@@ -183,6 +183,8 @@ class TrainingSetup:
     bf16: bool  # autocast to bfloat16 (asked for, and native here)
     world: World  # this process among those of the run (one, without torchrun)
     dataset: Dataset  # what was loaded: class names, splits, provenance
+    model_config: dict[str, Any]  # what rebuilds the model (build_model), saved with it
+    init_from: dict[str, Any] | None  # what a fine-tuned model started from
 
 
 def prepare_training(config: TrainConfig, train: MNISTSplit | None = None) -> TrainingSetup:
@@ -217,7 +219,10 @@ def prepare_training(config: TrainConfig, train: MNISTSplit | None = None) -> Tr
             f"{config.model} learns {config.task} but {config.data} holds "
             + ("texts: use a reader (--model crnn)" if dataset.task == "ctc" else "classes")
         )
-    train = dataset.train if train is None else train
+    if train is None:
+        train = dataset.train
+    elif config.train_limit is not None:  # a split of the caller's own, cut like the data's
+        train = MNISTSplit(train.images[: config.train_limit], train.labels[: config.train_limit])
     bf16 = config.bf16 and bf16_supported(device)
     if config.bf16 and not bf16:
         warnings.warn(f"bfloat16 is not native on {device}; training in float32", stacklevel=2)
@@ -242,8 +247,20 @@ def prepare_training(config: TrainConfig, train: MNISTSplit | None = None) -> Tr
         if config.normalization == "data":
             mean, std = dataset.pixel_stats()
             model.normalize.mean.fill_(mean), model.normalize.std.fill_(std)
+        model_config = {**config.model_config, "normalization": config.normalization}
+        if config.normalization == "data":  # the buffers hold it; the name rebuilds the layer
+            model_config["normalization"] = "none"
+        init_from = None
     else:
         model = model_from_base(base, dataset.class_names, config.method)
+        model_config = dict(base["model_config"])  # the base model's architecture
+        init_from = {
+            "checkpoint": str(Path(config.init_from).resolve()),
+            "model": base["model"],
+            "data": base.get("data", {"spec": "mnist"}),  # older checkpoints: MNIST
+            "method": config.method,
+        }
+    model_config["num_classes"] = len(dataset.class_names)
     model = model.to(device)
     if config.sync_bn and world.size > 1:
         model = sync_batchnorm(model, device)
@@ -265,7 +282,7 @@ def prepare_training(config: TrainConfig, train: MNISTSplit | None = None) -> Tr
     return TrainingSetup(
         device, model, task, batches, optimizer, scheduler, dataset.val, test,
         to_float(dataset.val.images), None if test is None else to_float(test.images), bf16,
-        world, dataset,
+        world, dataset, model_config, init_from,
     )  # fmt: skip
 
 
@@ -403,15 +420,11 @@ def fit(config: TrainConfig, train: MNISTSplit | None = None) -> dict[str, Any]:
 
 def _checkpoint(setup: TrainingSetup, config: TrainConfig, history, elapsed) -> dict[str, Any]:
     model, task = setup.model, setup.task
-    model_config = {**config.model_config, "normalization": config.normalization}
-    if config.init_from:  # the base model's architecture, whatever config.model_config says
-        model_config = load_checkpoint(config.init_from)["model_config"]
-    model_config["num_classes"] = len(task.class_names)
     mean, std = model.normalize.mean.item(), model.normalize.std.item()
     return {
         "format": CHECKPOINT_FORMAT,
         "model": config.model,
-        "model_config": model_config,
+        "model_config": setup.model_config,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "task": task.name,
         "task_config": task.config(),
@@ -419,7 +432,7 @@ def _checkpoint(setup: TrainingSetup, config: TrainConfig, history, elapsed) -> 
         "input_shape": list(task.input_shape),
         "normalization": {"name": config.normalization, "mean": mean, "std": std},
         "data": setup.dataset.card(),
-        "init_from": _init_from(config),
+        "init_from": setup.init_from,
         "train_config": config.fingerprint(),
         "history": history,
         "epoch": len(history),
@@ -429,19 +442,6 @@ def _checkpoint(setup: TrainingSetup, config: TrainConfig, history, elapsed) -> 
         "global_batch": config.batch_size,  # over all processes, in data-parallel training
         "metrics": {},
         "versions": {"hwr_utils": __version__, "torch": str(torch.__version__)},
-    }
-
-
-def _init_from(config: TrainConfig) -> dict[str, Any] | None:
-    """What a fine-tuned model started from: the base checkpoint, its data, the method."""
-    if not config.init_from:
-        return None
-    base = load_checkpoint(config.init_from)
-    return {
-        "checkpoint": str(Path(config.init_from).resolve()),
-        "model": base["model"],
-        "data": base.get("data", {"spec": "mnist"}),
-        "method": config.method,
     }
 
 

@@ -53,7 +53,7 @@ def test_finetune_on_a_folder_answers_with_its_class_names(
     code, stdout, _ = run_cli(["evaluate", "--checkpoint", out, "--data", f"folder:{other}",
                                "--json"])  # fmt: skip
     report = json.loads(stdout)
-    assert code == 0 and report["split"] == "all" and report["per_class"]["un"]["support"] == 30
+    assert code == 0 and report["per_class"]["un"]["support"] == 30  # all of the folder
     model = model_from_checkpoint(checkpoint)
     scored = datasets.evaluation_split(f"folder:{other}", None, checkpoint["class_names"],
                                        "classification")[0]  # fmt: skip
@@ -152,6 +152,8 @@ def test_train_from_scratch_on_three_classes(folders, tmp_path, run_cli):
     assert checkpoint["model_config"]["num_classes"] == 3
     card = checkpoint["data"]
     assert checkpoint["normalization"]["mean"] == pytest.approx(card["pixel_mean"], rel=1e-6)
+    model = model_from_checkpoint(checkpoint)  # the data's own statistics come back with it
+    assert model.normalize.std.item() == pytest.approx(card["pixel_std"], rel=1e-6)
     assert card["sizes"] == {"train": 81, "val": 9}
 
 
