@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import csv
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from hwr_utils.config import TrainConfig
 from hwr_utils.data import find_mnist, load_mnist
+from hwr_utils.digit_strings import render_number
 from hwr_utils.teaching.synthetic import make_photo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,3 +112,31 @@ def run_cli(capsys):
         return code, captured.out, captured.err
 
     return run
+
+
+def _write_text_folder(root, mnist, texts, files=None):
+    """A folder of number images and labels.csv, the images written like scans."""
+    root.mkdir(parents=True)
+    _, test = mnist
+    rng = np.random.default_rng(0)
+    by_digit = {d: torch.nonzero(test.labels == d).flatten().tolist() for d in range(10)}
+    rows = []
+    for i, text in enumerate(texts):
+        strip = render_number([test.images[by_digit[int(c)][i]].numpy() for c in text], rng)
+        name = f"n{i}.png"
+        Image.fromarray(255 - strip).save(root / name)
+        rows.append({"file": name, "text": text})
+    for extra in files or []:
+        rows.append(extra)
+    with open(root / "labels.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, ["file", "text"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return root
+
+
+@pytest.fixture
+def write_text_folder():
+    """``write_text_folder(root, mnist, texts, extra_rows=None)``: a folder of number images
+    (MNIST test digits, dark on light) with a labels.csv, for the text datasets' tests."""
+    return _write_text_folder

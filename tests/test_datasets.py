@@ -3,17 +3,14 @@ kind of bad input, each a one-line error naming what is wrong."""
 
 from __future__ import annotations
 
-import csv
 import warnings
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from hwr_utils.datasets import MNIST_VAL_SIZE, evaluation_split, load_dataset, parse_spec
 from hwr_utils.datasets.folders import FolderDataError, write_class_folder
-from hwr_utils.digit_strings import render_number
 from hwr_utils.errors import ConfigError
 from hwr_utils.preprocess import load_image, preprocess_number_photo, preprocess_photo
 
@@ -127,28 +124,7 @@ def test_train_val_test_subfolders_are_the_splits(tmp_path, digits):
         load_dataset(f"folder:{tmp_path / 'd'}")
 
 
-def write_text_folder(root, mnist, texts, files=None):
-    """A folder of number images and labels.csv, the images written like scans."""
-    root.mkdir(parents=True)
-    _, test = mnist
-    rng = np.random.default_rng(0)
-    by_digit = {d: torch.nonzero(test.labels == d).flatten().tolist() for d in range(10)}
-    rows = []
-    for i, text in enumerate(texts):
-        strip = render_number([test.images[by_digit[int(c)][i]].numpy() for c in text], rng)
-        name = f"n{i}.png"
-        Image.fromarray(255 - strip).save(root / name)
-        rows.append({"file": name, "text": text})
-    for extra in files or []:
-        rows.append(extra)
-    with open(root / "labels.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, ["file", "text"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return root
-
-
-def test_a_labels_csv_folder_holds_texts(tmp_path, mnist):
+def test_a_labels_csv_folder_holds_texts(tmp_path, mnist, write_text_folder):
     root = write_text_folder(tmp_path / "numbers", mnist, ["12", "305", "7", "2026"] * 3)
     dataset = load_dataset(f"folder:{root}", val_size=2)
     assert dataset.task == "ctc" and dataset.class_names == list("0123567")
@@ -161,7 +137,7 @@ def test_a_labels_csv_folder_holds_texts(tmp_path, mnist):
     assert texts == {"12", "305", "7", "2026"}
 
 
-def test_bad_rows_and_unknown_symbols_are_named(tmp_path, mnist):
+def test_bad_rows_and_unknown_symbols_are_named(tmp_path, mnist, write_text_folder):
     bad_rows = [{"file": "gone.png", "text": "5"}, {"file": "n0.png", "text": ""}]
     root = write_text_folder(tmp_path / "n", mnist, ["12", "34"], bad_rows)
     with pytest.raises(FolderDataError, match=r"line 4: no file gone\.png; line 5: n0\.png has no"):

@@ -164,3 +164,23 @@ def test_options_are_never_abbreviated_and_bad_ones_are_one_line(run_cli, capsys
     for args in (["--val-size", "70000"], ["--data", "copiste"]):
         code, _, err = run_cli(["train", "--epochs", "1", *args])
         assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, args
+
+
+def test_a_reader_trains_on_a_text_folder_and_keeps_its_alphabet(
+    mnist, tmp_path, run_cli, write_text_folder
+):
+    texts = ["12", "305", "7", "2026", "41", "90"] * 4
+    folder = write_text_folder(tmp_path / "numbers", mnist, texts)
+    out = tmp_path / "reader.pt"
+    code, stdout, _ = run_cli(["train", "--model", "crnn", "--data", f"folder:{folder}",
+                               "--epochs", "1", "--batch-size", "8", "--out", out,
+                               "--no-progress", "--device", "cpu"])  # fmt: skip
+    checkpoint = load_checkpoint(out)
+    assert code == 0 and checkpoint["class_names"] == list("012345679")
+    assert checkpoint["model_config"]["num_classes"] == 9 and "9 symbols" in stdout
+    code, stdout, _ = run_cli(["evaluate", "--checkpoint", out, "--data", f"folder:{folder}",
+                               "--json"])  # fmt: skip
+    assert code == 0 and json.loads(stdout)["strips"] == len(texts)
+    other = write_text_folder(tmp_path / "more", mnist, ["18", "2026"])  # 8: not in its alphabet
+    code, _, err = run_cli(finetune_args(out, other, tmp_path / "ft.pt"))
+    assert code == 2 and err.count("\n") == 1 and "n0.png (8)" in err
