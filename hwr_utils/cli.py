@@ -14,9 +14,6 @@ import os
 import sys
 import time
 import warnings
-from pathlib import Path
-
-import torch
 
 from . import __version__
 from .checkpoints import load_checkpoint, load_model, task_from_checkpoint
@@ -30,13 +27,11 @@ from .config import (
     default_data,
     get_args_parser,
 )
-from .data import to_float
-from .datasets import evaluation_split
-from .digit_strings import TEST_SEED
 from .errors import ConfigError, HwrError, ProcessLostError
+from .evaluation import evaluate_model
 from .export import FORMATS, ExportFallbackWarning, export_model
-from .metrics import classification_report, format_report
-from .predict import predict_files, predict_logits, read_files
+from .metrics import format_report
+from .predict import predict_files, read_files
 from .runtime import pick_device
 
 
@@ -84,50 +79,23 @@ def _train(config: TrainConfig) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    model, checkpoint = load_model(args.checkpoint)
-    # An exported model runs where it was built for (ONNX Runtime, or the CPU); a checkpoint
-    # goes to the chosen device.
-    exported = Path(args.checkpoint).suffix in (".onnx", ".pt2")
-    device = torch.device("cpu") if exported else pick_device(args.device)
-    model = model.to(device)
-    task = task_from_checkpoint(checkpoint)
-    trained_on = checkpoint.get("data", {}).get("spec") or default_data(checkpoint["model"])
-    spec = args.data or trained_on
-    data, split_name = evaluation_split(spec, args.data_dir, task.class_names, task.name)
-    if task.name == "ctc":
-        return _evaluate_reader(model, task, data, spec, split_name, device, args.json)
-    logits = predict_logits(model, to_float(data.images), device)
-    report = classification_report(data.labels, task.decode(logits), task.class_names)
-    if args.data and not args.json:  # what was scored, when the user chose it
-        print(f"{spec} ({split_name}):", end=" ")
-    print(json.dumps(report, indent=2) if args.json else format_report(report))
-    return 0
-
-
-def _evaluate_reader(model, task, strips, spec, split_name, device, as_json: bool) -> int:
-    outputs = predict_logits(model, to_float(strips.images), device, batch_size=500)
-    metrics = task.metrics(task.sums(outputs, strips.labels))
-    lengths = sorted(int(k.split("_")[1]) for k in metrics if k.startswith("accuracy_"))
-    report = {
-        "data": spec,
-        "split": split_name,
-        "strips": len(strips),
-        "sequence_accuracy": metrics["accuracy"],
-        "cer": metrics["cer"],
-        "accuracy_by_length": {str(n): metrics[f"accuracy_{n}"] for n in lengths},
-    }
-    if spec == "strips":  # the published test strips
-        report["test_seed"] = TEST_SEED
-    if as_json:
+    report = evaluate_model(args.checkpoint, args.data, args.data_dir, args.device)
+    if args.json:
         print(json.dumps(report, indent=2))
-        return 0
-    where = f"MNIST test digits, seed {TEST_SEED}" if spec == "strips" else f"{spec}, {split_name}"
-    print(
-        f"sequence accuracy {report['sequence_accuracy']:.4f}, character error rate "
-        f"{report['cer']:.4f} on {len(strips)} test strips ({where})"
-    )
-    print("length  " + "".join(f"{n:>8}" for n in lengths))
-    print("accuracy" + "".join(f"{metrics[f'accuracy_{n}']:8.4f}" for n in lengths))
+    elif "sequence_accuracy" not in report:
+        scored = f"{args.data}: " if args.data else ""  # what was scored, when the user chose
+        print(scored + format_report(report))
+    else:
+        where = f"{report['data']}, {report['split']}"
+        if "test_seed" in report:
+            where = f"MNIST test digits, seed {report['test_seed']}"
+        print(
+            f"sequence accuracy {report['sequence_accuracy']:.4f}, character error rate "
+            f"{report['cer']:.4f} on {report['strips']} test strips ({where})"
+        )
+        by_length = report["accuracy_by_length"]
+        print("length  " + "".join(f"{n:>8}" for n in by_length))
+        print("accuracy" + "".join(f"{a:8.4f}" for a in by_length.values()))
     return 0
 
 

@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from .datasets import MNIST_VAL_SIZE, parse_spec
+from .datasets import MNIST_VAL_SIZE, default_data, parse_spec
 from .errors import ConfigError
 from .models import MODEL_TASKS, MODELS, NORMALIZATIONS
 
@@ -68,11 +68,6 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
 def default_out(model: str) -> str:
     """Where a run of ``model`` saves its checkpoint unless told otherwise."""
     return f"checkpoints/{model}.pt"
-
-
-def default_data(model: str) -> str:
-    """The dataset a model trains on unless told: number strips for the reader, else MNIST."""
-    return "strips" if MODEL_TASKS.get(model) == "ctc" else "mnist"
 
 
 @dataclass

@@ -41,6 +41,7 @@ from ..data import (
 )
 from ..digit_strings import NumberStrips, number_strip_splits
 from ..errors import ConfigError
+from ..models import MODEL_TASKS
 
 #: The named datasets; ``folder:PATH`` is the others.
 BUILTIN = ("mnist", "usps", "strips")
@@ -86,6 +87,12 @@ class Dataset:
         """The splits that exist, by name."""
         named = {"train": self.train, "val": self.val, "test": self.test}
         return {name: split for name, split in named.items() if split is not None}
+
+
+def default_data(model: str) -> str:
+    """The dataset a model trains on unless told: number strips for a reader (a model whose
+    task is CTC), MNIST for the rest."""
+    return "strips" if MODEL_TASKS.get(model) == "ctc" else "mnist"
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
