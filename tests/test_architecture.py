@@ -8,7 +8,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-INFERENCE_MODULES = ["export", "predict", "checkpoints", "cli", "preprocess", "metrics", "evaluation"]
+INFERENCE_MODULES = [
+    "export",
+    "predict",
+    "checkpoints",
+    "cli",
+    "preprocess",
+    "metrics",
+    "evaluation",
+]
 
 
 @pytest.mark.parametrize("module", INFERENCE_MODULES)
