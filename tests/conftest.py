@@ -140,3 +140,49 @@ def write_text_folder():
     """``write_text_folder(root, mnist, texts, extra_rows=None)``: a folder of number images
     (MNIST test digits, dark on light) with a labels.csv, for the text datasets' tests."""
     return _write_text_folder
+
+
+@pytest.fixture
+def killed_and_resumed(monkeypatch):
+    """``killed_and_resumed(config, epoch)``: run ``fit(config)``, interrupted (Ctrl-C) at the
+    start of epoch ``epoch``; check the last finished epoch was saved; scramble the global
+    random state; then ``--resume`` it and return the final checkpoint."""
+    from hwr_utils import train as train_module
+    from hwr_utils.checkpoints import load_checkpoint
+
+    real = train_module.train_one_epoch
+
+    def run(config, epoch: int) -> dict:
+        calls = {"n": 0}
+
+        def interrupted(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == epoch:
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(train_module, "train_one_epoch", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            train_module.fit(config)
+        assert load_checkpoint(config.out)["epoch"] == epoch - 1
+        monkeypatch.setattr(train_module, "train_one_epoch", real)
+        torch.manual_seed(999)  # whatever happened in between must not matter
+        config.resume = True
+        return train_module.fit(config)
+
+    return run
+
+
+def _assert_same_run(whole: dict, resumed: dict) -> None:
+    """Two final checkpoints hold the same weights, metrics and history (seconds aside)."""
+    for key, value in whole["state_dict"].items():
+        torch.testing.assert_close(resumed["state_dict"][key], value, rtol=0, atol=0)
+    assert resumed["metrics"] == whole["metrics"]
+    strip = [{k: v for k, v in row.items() if k != "seconds"} for row in whole["history"]]
+    assert [{k: v for k, v in row.items() if k != "seconds"} for row in resumed["history"]] == strip
+
+
+@pytest.fixture
+def assert_same_run():
+    """``assert_same_run(whole, resumed)``: the same weights, metrics and history."""
+    return _assert_same_run

@@ -107,9 +107,9 @@ def test_head_method_changes_the_last_layer_only(tiny_checkpoint, folders, tmp_p
 
 
 def test_finetune_resumes_where_an_uninterrupted_run_ends(
-    tiny_checkpoint, folders, tmp_path, monkeypatch
+    tiny_checkpoint, folders, tmp_path, killed_and_resumed, assert_same_run
 ):
-    from hwr_utils import train as train_module
+    from hwr_utils.train import fit
 
     mine, _ = folders
 
@@ -118,27 +118,7 @@ def test_finetune_resumes_where_an_uninterrupted_run_ends(
                            epochs=2, out=str(tmp_path / folder / "ft.pt"), progress=False,
                            device="cpu")  # fmt: skip
 
-    whole = train_module.fit(config("whole"))
-    real = train_module.train_one_epoch
-    calls = {"n": 0}
-
-    def interrupted_in_the_second(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "train_one_epoch", interrupted_in_the_second)
-    parts = config("parts")
-    with pytest.raises(KeyboardInterrupt):
-        train_module.fit(parts)
-    monkeypatch.setattr(train_module, "train_one_epoch", real)
-    torch.manual_seed(99)  # whatever happened in between must not matter
-    parts.resume = True
-    resumed = train_module.fit(parts)
-    for key, value in whole["state_dict"].items():
-        torch.testing.assert_close(resumed["state_dict"][key], value, rtol=0, atol=0)
-    assert resumed["metrics"] == whole["metrics"]
+    assert_same_run(fit(config("whole")), killed_and_resumed(config("parts"), epoch=2))
 
 
 def test_train_from_scratch_on_three_classes(folders, tmp_path, run_cli):

@@ -135,28 +135,11 @@ def test_exported_reader_reads_the_same_at_any_width(reader, number_photos, run_
 
 
 @pytest.mark.slow
-def test_resume_ends_where_an_uninterrupted_run_ends(tmp_path, mnist_root, small_test_set,
-                                                     monkeypatch):  # fmt: skip
+def test_resume_ends_where_an_uninterrupted_run_ends(
+    tmp_path, mnist_root, small_test_set, killed_and_resumed, assert_same_run
+):
     from hwr_utils import train as train_module
 
     whole = train_module.fit(reader_config(tmp_path / "whole", mnist_root, epochs=2))
-    real_train_one_epoch = train_module.train_one_epoch
-    calls = {"n": 0}
-
-    def interrupted_in_the_second(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real_train_one_epoch(*args, **kwargs)
-
-    config = reader_config(tmp_path / "parts", mnist_root, epochs=2)
-    monkeypatch.setattr(train_module, "train_one_epoch", interrupted_in_the_second)
-    with pytest.raises(KeyboardInterrupt):
-        train_module.fit(config)
-    monkeypatch.setattr(train_module, "train_one_epoch", real_train_one_epoch)
-    torch.manual_seed(123)  # whatever happened in between must not matter
-    config.resume = True
-    resumed = train_module.fit(config)
-    for key, value in whole["state_dict"].items():
-        torch.testing.assert_close(resumed["state_dict"][key], value, rtol=0, atol=0)
-    assert resumed["metrics"] == whole["metrics"]
+    resumed = killed_and_resumed(reader_config(tmp_path / "parts", mnist_root, epochs=2), epoch=2)
+    assert_same_run(whole, resumed)

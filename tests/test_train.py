@@ -1,8 +1,6 @@
 import pytest
 import torch
 
-from hwr_utils import train as train_module
-from hwr_utils.checkpoints import load_checkpoint
 from hwr_utils.data import MNISTSplit
 from hwr_utils.errors import ConfigError
 from hwr_utils.models import NORMALIZATIONS, HwrNet, build_model
@@ -18,34 +16,11 @@ def test_short_run_learns(tmp_path, tiny_config):
     assert checkpoint["metrics"]["test"]["accuracy"] > 0.8
 
 
-def test_resume_equals_uninterrupted(tmp_path, tiny_config, monkeypatch):
+def test_resume_equals_uninterrupted(tmp_path, tiny_config, killed_and_resumed, assert_same_run):
     whole = fit(tiny_config(tmp_path / "whole", epochs=3))
-
-    calls = {"n": 0}
-    real_train_one_epoch = train_module.train_one_epoch
-
-    def interrupted_after_two(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real_train_one_epoch(*args, **kwargs)
-
-    config = tiny_config(tmp_path / "parts", epochs=3)
-    monkeypatch.setattr(train_module, "train_one_epoch", interrupted_after_two)
-    with pytest.raises(KeyboardInterrupt):
-        fit(config)
-    assert load_checkpoint(config.out)["epoch"] == 2
-    monkeypatch.setattr(train_module, "train_one_epoch", real_train_one_epoch)
-    torch.manual_seed(999)  # whatever happened in between must not matter
-    config.resume = True
-    resumed = fit(config)
-
+    resumed = killed_and_resumed(tiny_config(tmp_path / "parts", epochs=3), epoch=3)
     assert resumed["epoch"] == 3
-    for key, value in whole["state_dict"].items():
-        torch.testing.assert_close(resumed["state_dict"][key], value, rtol=0, atol=0)
-    assert resumed["metrics"] == whole["metrics"]
-    strip = [{k: v for k, v in row.items() if k != "seconds"} for row in whole["history"]]
-    assert [{k: v for k, v in row.items() if k != "seconds"} for row in resumed["history"]] == strip
+    assert_same_run(whole, resumed)
 
 
 def test_resume_refuses_other_settings(tmp_path, tiny_config):
