@@ -56,7 +56,7 @@ def main() -> None:
     args = parser.parse_args()
 
     print(describe_machine())
-    load_or_train(args.checkpoint, smoke=args.smoke)
+    base = load_or_train(args.checkpoint, smoke=args.smoke)[1]["path"]  # smoke: maybe a small one
     seeds = [0] if args.smoke else [0, 1, 2]
     per_class = 10 if args.smoke else args.per_class
     train, test = load_usps()
@@ -78,14 +78,14 @@ def main() -> None:
                      "--json")  # fmt: skip
         return json.loads(out)["accuracy"]
 
-    zero_shot = accuracy(args.checkpoint, folders["digits"][1])
+    zero_shot = accuracy(base, folders["digits"][1])
     print(f"zero-shot: accuracy {zero_shot:.4f} on the USPS test folder")
     runs = []
     for seed in seeds:
         for naming, (train_folder, test_folder) in folders.items():
             out = work / f"{naming}-{seed}.pt"
             extra = ["--epochs", "1"] if args.smoke else []
-            _, seconds = hwr("finetune", "--checkpoint", args.checkpoint, "--data",
+            _, seconds = hwr("finetune", "--checkpoint", base, "--data",
                              f"folder:{train_folder}", "--out", str(out), "--seed", str(seed),
                              "--no-progress", *extra)  # fmt: skip
             run = {"naming": naming, "seed": seed, "accuracy": accuracy(out, test_folder),
@@ -102,7 +102,7 @@ def main() -> None:
     if args.json:
         result = {
             "machine": describe_machine(),
-            "checkpoint": args.checkpoint,
+            "checkpoint": base,
             "train_digits": len(chosen),
             "test_digits": len(test),
             "zero_shot": zero_shot,

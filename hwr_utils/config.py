@@ -152,6 +152,8 @@ class TrainConfig:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.val_size is not None and self.val_size < 0:
             raise ConfigError(f"val_size must not be negative, got {self.val_size}")
+        if self.method != "full" and self.init_from is None:
+            raise ConfigError(f"method {self.method!r} fine-tunes: it needs init_from")
         if "normalization" in self.model_config:
             raise ConfigError("set normalization with its own option, not in model_config")
         if self.task == "ctc" and (self.label_smoothing or self.class_weights):

@@ -164,3 +164,10 @@ def test_a_reader_trains_on_a_text_folder_and_keeps_its_alphabet(
     other = write_text_folder(tmp_path / "more", mnist, ["18", "2026"])  # 8: not in its alphabet
     code, _, err = run_cli(finetune_args(out, other, tmp_path / "ft.pt"))
     assert code == 2 and err.count("\n") == 1 and "n0.png (8)" in err
+
+
+def test_a_method_without_a_base_model_is_refused():
+    from hwr_utils.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="needs init_from"):
+        TrainConfig(method="head")
