@@ -183,6 +183,7 @@ class TrainingSetup:
     bf16: bool  # autocast to bfloat16 (asked for, and native here)
     world: World  # this process among those of the run (one, without torchrun)
     dataset: Dataset  # what was loaded: class names, splits, provenance
+    data_card: dict[str, Any]  # what the checkpoints say of it (made once, not every epoch)
     model_config: dict[str, Any]  # what rebuilds the model (build_model), saved with it
     init_from: dict[str, Any] | None  # what a fine-tuned model started from
 
@@ -282,7 +283,7 @@ def prepare_training(config: TrainConfig, train: MNISTSplit | None = None) -> Tr
     return TrainingSetup(
         device, model, task, batches, optimizer, scheduler, dataset.val, test,
         to_float(dataset.val.images), None if test is None else to_float(test.images), bf16,
-        world, dataset, model_config, init_from,
+        world, dataset, dataset.card(), model_config, init_from,
     )  # fmt: skip
 
 
@@ -431,7 +432,7 @@ def _checkpoint(setup: TrainingSetup, config: TrainConfig, history, elapsed) -> 
         "class_names": list(task.class_names),
         "input_shape": list(task.input_shape),
         "normalization": {"name": config.normalization, "mean": mean, "std": std},
-        "data": setup.dataset.card(),
+        "data": setup.data_card,
         "init_from": setup.init_from,
         "train_config": config.fingerprint(),
         "history": history,

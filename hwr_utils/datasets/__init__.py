@@ -73,8 +73,13 @@ class Dataset:
     def pixel_stats(self) -> tuple[float, float]:
         """Mean and standard deviation of the training pixels, scaled to [0, 1]: what a model
         trained from scratch on this data normalizes with (``--normalization data``)."""
-        pixels = self.train.images.double() / 255.0
-        return pixels.mean().item(), pixels.std().item()
+        # From the count of each of the 256 grey levels: no float copy of the whole set.
+        counts = torch.bincount(self.train.images.flatten().long(), minlength=256).double()
+        levels = torch.arange(256, dtype=torch.float64) / 255.0
+        n = counts.sum()
+        mean = (counts * levels).sum() / n
+        variance = (counts * (levels - mean) ** 2).sum() / (n - 1)  # the sample variance
+        return mean.item(), variance.sqrt().item()
 
     def card(self) -> dict[str, Any]:
         """What a model card says of its training data."""
