@@ -38,3 +38,43 @@ def random_affine(images: torch.Tensor, strength: float = 1.0, group_size: int =
         raise ValueError(f"group_size must be positive, got {group_size}")
     transform = affine(float(strength))
     return torch.cat([transform(group) for group in images.split(group_size)])
+
+
+def augment_lines(images: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
+    """Handwriting augmentation for a batch of lines (N, 1, H, W), uint8, ink bright on zero,
+    each line with its own draw (Part V): slant (shear of up to 0.4 * ``strength``, a writer's
+    lean), horizontal stretch and squeeze (up to 20 %: narrow and wide hands), a slightly
+    smaller height with a small vertical shift (never cutting ink off: lines fill their
+    height), the pen one pixel thicker for a third of the lines (a thinner pen would erase the
+    thin strokes of a 40-pixel line), and fainter ink for another third. The batch is first
+    padded (left by a few pixels, right by a quarter) so that nothing slides out of the frame,
+    and cropped again to its widest line after."""
+    from torch.nn import functional as F
+
+    from .lines import crop_to_widest
+
+    n, _, height, width = images.shape
+    left = height // 5
+    x = F.pad(images.float(), (left, width // 4 + 1)) / 255.0
+    padded = x.shape[-1]
+    draw = torch.rand(n, 5) * 2 - 1  # five numbers in [-1, 1] per line
+    shear = 0.4 * strength * draw[:, 0]
+    stretch = 1 + 0.2 * strength * draw[:, 1]
+    shrink = 1 - 0.1 * strength * (draw[:, 2] + 1) / 2  # 0.9 to 1 of the height
+    shift = (1 - shrink) * draw[:, 3]  # within the room the shrinking frees
+    theta = torch.zeros(n, 2, 3)
+    # Output (x, y) in [-1, 1] reads input (x / stretch + shear * y * H / W, y / shrink + shift);
+    # the stretch is about the left edge of the text, so the line's start stays in place.
+    origin = -1 + 2 * left / padded
+    theta[:, 0, 0] = 1 / stretch
+    theta[:, 0, 1] = shear * height / padded
+    theta[:, 0, 2] = origin - origin / stretch
+    theta[:, 1, 1] = 1 / shrink
+    theta[:, 1, 2] = -shift / shrink
+    grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    if strength > 0:
+        pen = draw[:, 4].to(x.device).view(n, 1, 1, 1)
+        thicker = F.max_pool2d(x, 3, stride=1, padding=1)
+        x = torch.where(pen > 1 / 3, thicker, torch.where(pen < -1 / 3, 0.6 * x, x))
+    return crop_to_widest((x * 255).round().clamp(0, 255).to(torch.uint8))

@@ -130,6 +130,9 @@ INPUT_CONTRACTS = {
     "makes this from a photo)",
     "ctc": "a strip 32 pixels high of any width divisible by 4, pixels in [0, 1], white ink on "
     "black (hwr_utils.preprocess.preprocess_number_photo makes this from a photo)",
+    "lines": "a line of handwriting 40 pixels high of any width, pixels in [0, 1], white ink on "
+    "black (hwr_utils.datasets.copiste.preprocess_line_photo makes this from a photo or scan "
+    "of one line)",
 }
 
 

@@ -63,12 +63,14 @@ def _train(config: TrainConfig) -> int:
     score = f"{split} accuracy {scores['accuracy']:.4f}"
     if config.task == "ctc":
         score = f"{split} sequence accuracy {scores['accuracy']:.4f}, CER {scores['cer']:.4f}"
+    elif config.task == "lines":
+        score = f"{split} CER {scores['cer']:.4f}, WER {scores['wer']:.4f} (greedy)"
     what = config.model
     if config.init_from or config.data != default_data(config.model):  # say what was learnt
         classes = checkpoint["class_names"]
         shown = ", ".join(classes[:12]) + (", ..." if len(classes) > 12 else "")
         started = f" from {config.init_from} ({config.method})" if config.init_from else ""
-        kind = "symbols" if config.task == "ctc" else "classes"
+        kind = "classes" if config.task == "classification" else "symbols"
         what += f"{started} on {config.data} ({len(classes)} {kind}: {shown})"
     print(
         f"{what}: {score} "
@@ -79,9 +81,20 @@ def _train(config: TrainConfig) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    report = evaluate_model(args.checkpoint, args.data, args.data_dir, args.device)
+    report = evaluate_model(args.checkpoint, args.data, args.data_dir, args.device, args.greedy)
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    elif "per_writer_cer" in report:  # a line reader
+        writers = report["per_writer_cer"]
+        print(
+            f"{report['data']}, {report['split']}: {report['lines']} lines by {len(writers)} "
+            f"writers, decoded with {report['decoding']}\n"
+            f"  CER {report['cer']:.4f}, WER {report['wer']:.4f} (greedy: CER "
+            f"{report['cer_greedy']:.4f}, WER {report['wer_greedy']:.4f})\n"
+            f"  without the consent paragraph ({report['lines_without_consent']} lines): CER "
+            f"{report['cer_without_consent']:.4f}, WER {report['wer_without_consent']:.4f}\n"
+            f"  CER per writer: {min(writers.values()):.4f} to {max(writers.values()):.4f}"
+        )
     elif "sequence_accuracy" not in report:
         scored = f"{args.data}: " if args.data else ""  # what was scored, when the user chose
         print(scored + format_report(report))
@@ -101,12 +114,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_read(args: argparse.Namespace) -> int:
     model, checkpoint = load_model(args.checkpoint)
-    if checkpoint["task"] != "ctc":
+    if checkpoint["task"] not in ("ctc", "lines"):
         raise ConfigError(
             f"{args.checkpoint} recognizes single digits ({checkpoint['task']}); "
-            "use 'hwr predict', or a number reader (hwr train --model crnn)"
+            "use 'hwr predict', a number reader (hwr train --model crnn) or a line reader"
         )
-    results = read_files(model, args.images, task_from_checkpoint(checkpoint).class_names)
+    class_names = task_from_checkpoint(checkpoint).class_names
+    if checkpoint["task"] == "lines":
+        from .datasets.copiste import preprocess_line_photo
+        from .lm import LineDecoder
+
+        state = None if args.greedy else checkpoint.get("decoder")
+        decoder = LineDecoder.from_state(state) if state else None
+        results = read_files(model, args.images, class_names, preprocess_line_photo, decoder)
+    else:
+        results = read_files(model, args.images, class_names)
     return _report_files(results, args.json, lambda r: f"{r['text']} ({r['confidence']:.3f})")
 
 
@@ -201,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data-dir", default=None, help="folder holding MNIST/ and USPS/")
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--json", action="store_true", help="print JSON")
+    evaluate.add_argument("--greedy", action="store_true", help="lines: no language model")
     evaluate.set_defaults(run=cmd_evaluate)
 
     predict = command("predict", help="predict the class (digit) of the image in each file")
@@ -209,10 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="print a JSON list, one per image")
     predict.set_defaults(run=cmd_predict)
 
-    read = command("read", help="read the whole number written in image files")
-    read.add_argument("--checkpoint", required=True, help="a number reader: .pt, .onnx or .pt2")
+    read = command("read", help="read the number, or the line of handwriting, in image files")
+    read.add_argument("--checkpoint", required=True, help="a reader: .pt, .onnx, .pt2")
     read.add_argument("images", nargs="+", metavar="IMAGE")
     read.add_argument("--json", action="store_true", help="print a JSON list, one per image")
+    read.add_argument("--greedy", action="store_true", help="lines: no language model")
     read.set_defaults(run=cmd_read)
 
     export = command("export", help="export a checkpoint to ONNX or torch.export")

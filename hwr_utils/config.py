@@ -35,6 +35,7 @@ RECIPE_DEFAULTS: dict[str, Any] = {
     "label_smoothing": 0.1,
     "augment": 1.0,
     "train_limit": None,
+    "warmup": 0.3,
 }
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "crnn": {
@@ -44,6 +45,17 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
         "label_smoothing": 0.0,
         "augment": 0.0,
         "train_limit": 40_000,  # training strips, made from the training split's digits
+    },
+    "line_reader": {
+        "epochs": 16,  # the book trains it within an hour of CPU
+        "batch_size": 16,
+        "lr": 0.0015,
+        # A short warm-up: a CTC reader learns nothing but blanks until the rate is high enough.
+        "warmup": 0.1,
+        "optimizer": "adamw",
+        "label_smoothing": 0.0,
+        "augment": 1.0,  # slant, stretch, pen width: other hands (hwr_utils.augment.augment_lines)
+        "train_limit": None,
     },
 }
 
@@ -62,6 +74,7 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
     "augment": 0.0,
     "train_limit": None,
     "optimizer": "adamw",
+    "warmup": 0.3,
 }
 
 
@@ -90,6 +103,7 @@ class TrainConfig:
     augment: float | None = None  # strength of the random affine augmentation; 0: none
     optimizer: str | None = None  # a key of OPTIMIZERS; None: sgd (fine-tuning: adamw)
     schedule: str = "onecycle"  # "onecycle" or "constant" (the learning rate never changes)
+    warmup: float | None = None  # share of the steps one-cycle takes to reach lr; None: model's
     # Pixel scaling inside the model: a key of NORMALIZATIONS, or "data" (the training pixels'
     # own mean and standard deviation).
     normalization: str = "mnist"
@@ -144,6 +158,8 @@ class TrainConfig:
         for name, value in positive.items():
             if not value > 0:
                 raise ConfigError(f"{name} must be positive, got {value}")
+        if not 0 < self.warmup < 1:
+            raise ConfigError(f"warmup (a share of the steps) must be in (0, 1), got {self.warmup}")
         if not 0 <= self.augment <= 3:
             raise ConfigError(f"augment (a strength) must be in [0, 3], got {self.augment}")
         if self.weight_decay < 0:
@@ -156,7 +172,7 @@ class TrainConfig:
             raise ConfigError(f"method {self.method!r} fine-tunes: it needs init_from")
         if "normalization" in self.model_config:
             raise ConfigError("set normalization with its own option, not in model_config")
-        if self.task == "ctc" and (self.label_smoothing or self.class_weights):
+        if self.task in ("ctc", "lines") and (self.label_smoothing or self.class_weights):
             raise ConfigError(
                 f"{self.model} learns with CTC: label smoothing and class weights do not apply"
             )
@@ -168,7 +184,8 @@ class TrainConfig:
 
     @property
     def task(self) -> str:
-        """What the model learns: ``"ctc"`` for the number reader, else ``"classification"``."""
+        """What the model learns: ``"ctc"`` for the number reader, ``"lines"`` for the line
+        reader, else ``"classification"``."""
         return MODEL_TASKS.get(self.model, "classification")
 
     def fingerprint(self) -> dict[str, Any]:
@@ -185,8 +202,8 @@ def by_model(name: str) -> str:
 
 
 DATA_HELP = (
-    "mnist, usps, strips (numbers written with MNIST digits) or folder:PATH (class folders, or "
-    "images with a labels.csv of file,text)"
+    "mnist, usps, strips (numbers written with MNIST digits), copiste (lines of handwritten "
+    "French) or folder:PATH (class folders, or images with a labels.csv of file,text)"
 )
 
 
@@ -200,8 +217,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         add_help=add_help,
         allow_abbrev=False,
     )
-    parser.add_argument("--model", default=defaults.model, choices=list(MODELS))
-    parser.add_argument("--data", default=None, help=f"{DATA_HELP}; default mnist (crnn: strips)")
+    model_help = f"default {defaults.model} (with --data copiste: line_reader)"
+    parser.add_argument("--model", default=None, choices=list(MODELS), help=model_help)
+    data_help = f"{DATA_HELP}; default mnist (crnn: strips; line_reader: copiste)"
+    parser.add_argument("--data", default=None, help=data_help)
     add_recipe_options(parser, by_model)
     parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
     parser.add_argument(
@@ -282,4 +301,7 @@ def add_recipe_options(parser: argparse.ArgumentParser, default_of) -> None:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """Build a :class:`TrainConfig` from parsed :func:`get_args_parser` arguments."""
     names = {f.name for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
+    settings = {k: v for k, v in vars(args).items() if k in names}
+    if settings.get("model", "") is None:  # not given: the data's reader, or the book's model
+        settings["model"] = "line_reader" if args.data == "copiste" else TrainConfig.model
+    return TrainConfig(**settings)

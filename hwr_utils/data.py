@@ -313,18 +313,26 @@ def usps_as_mnist(split: MNISTSplit, convention: str = "mnist") -> MNISTSplit:
     return MNISTSplit(torch.from_numpy(np.stack(images)), split.labels.clone())
 
 
+def train_val_indices(
+    count: int, val_size: int = 5000, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The positions :func:`train_val_split` keeps for training and for validation, in that
+    order: a fixed, seeded permutation of ``range(count)``, its first ``val_size`` for validation.
+
+    The permutation depends only on ``seed`` and ``count``, never on the global RNG, so every
+    run, chapter and CLI call sees the same validation set.
+    """
+    if not 0 <= val_size < count:
+        raise ValueError(f"val_size must be in [0, {count}), got {val_size}")
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
+    return order[val_size:], order[:val_size]
+
+
 def train_val_split(
     split: MNISTSplit, val_size: int = 5000, seed: int = 0
 ) -> tuple[MNISTSplit, MNISTSplit]:
-    """Split off ``val_size`` examples for validation with a fixed, seeded permutation.
-
-    The permutation depends only on ``seed`` and ``len(split)``, never on the global RNG,
-    so every run, chapter and CLI call sees the same validation set.
-    """
-    if not 0 <= val_size < len(split):
-        raise ValueError(f"val_size must be in [0, {len(split)}), got {val_size}")
-    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))
-    val_idx, train_idx = order[:val_size], order[val_size:]
+    """Split off ``val_size`` examples for validation (:func:`train_val_indices` says which)."""
+    train_idx, val_idx = train_val_indices(len(split), val_size, seed)
     return (
         MNISTSplit(split.images[train_idx], split.labels[train_idx]),
         MNISTSplit(split.images[val_idx], split.labels[val_idx]),

@@ -15,11 +15,13 @@ from typing import Any
 import torch
 
 from .checkpoints import load_model, task_from_checkpoint
+from .ctc import greedy_decode
 from .data import to_float
 from .datasets import default_data, evaluation_split
 from .digit_strings import TEST_SEED
+from .lm import LineDecoder, cer, wer
 from .metrics import classification_report
-from .predict import predict_logits
+from .predict import predict_lines, predict_logits
 from .runtime import pick_device
 
 
@@ -28,6 +30,7 @@ def evaluate_model(
     data: str | None = None,
     data_dir: str | os.PathLike | None = None,
     device: str = "auto",
+    greedy: bool = False,
 ) -> dict[str, Any]:
     """Score the model in ``path`` on ``data`` (a dataset spec; default: the data it was trained
     on): its test split, or all of a folder without ``test/``.
@@ -35,7 +38,8 @@ def evaluate_model(
     A classifier gets :func:`~hwr_utils.metrics.classification_report` (accuracy, per-class
     precision, recall and F1, the confusion matrix); a reader gets ``sequence_accuracy``,
     ``cer`` and ``accuracy_by_length``, with ``data``, ``split`` and ``strips`` (and
-    ``test_seed`` for the published test strips).
+    ``test_seed`` for the published test strips). A line reader gets :func:`line_report`
+    (decoded with its language model unless ``greedy``).
     """
     model, checkpoint = load_model(path)
     # An exported model runs where it was built for (ONNX Runtime, or the CPU); a checkpoint
@@ -46,6 +50,15 @@ def evaluate_model(
     task = task_from_checkpoint(checkpoint)
     spec = data or checkpoint.get("data", {}).get("spec") or default_data(checkpoint["model"])
     examples, split = evaluation_split(spec, data_dir, task.class_names, task.name)
+    if task.name == "lines":
+        state = None if greedy else checkpoint.get("decoder")
+        decoder = LineDecoder.from_state(state) if state else None
+        outputs = predict_lines(model, examples.images, examples.widths, device)
+        return {
+            "data": spec,
+            "split": split,
+            **line_report(outputs, examples, task.class_names, decoder),
+        }
     outputs = predict_logits(model, to_float(examples.images), device, batch_size=500)
     if task.name == "classification":
         return classification_report(examples.labels, task.decode(outputs), task.class_names)
@@ -62,3 +75,38 @@ def evaluate_model(
     if spec == "strips":  # the published test strips
         report["test_seed"] = TEST_SEED
     return report
+
+
+def line_report(
+    outputs: list[torch.Tensor], lines, alphabet: list[str], decoder: LineDecoder | None
+) -> dict[str, Any]:
+    """What ``hwr evaluate`` says of a line reader, from its per-line ``outputs`` on ``lines``
+    (:class:`~hwr_utils.lines.PaddedLines`): character and word error rates (``cer``,
+    ``wer``) of the default decoding (``decoding``: the language model, else greedy) and of
+    greedy decoding, the same without the lines of the consent paragraph many writers copied
+    (the fair figure: the test writers' own texts are new to the model), and the CER of each
+    writer. Rates are computed on the transcripts as written, symbols the model cannot write
+    included."""
+    greedy_texts = ["".join(alphabet[i] for i in greedy_decode(o.unsqueeze(0))[0]) for o in outputs]
+    texts = greedy_texts if decoder is None else [decoder(o.unsqueeze(0))[0] for o in outputs]
+    refs = list(lines.texts)
+    own = [i for i, consent in enumerate(lines.consent.tolist()) if not consent]
+    by_writer: dict[str, list[int]] = {}
+    for i, writer in enumerate(lines.writers):
+        by_writer.setdefault(writer, []).append(i)
+    return {
+        "lines": len(refs),
+        "decoding": "greedy" if decoder is None else "language model",
+        "cer": cer(texts, refs),
+        "wer": wer(texts, refs),
+        "cer_greedy": cer(greedy_texts, refs),
+        "wer_greedy": wer(greedy_texts, refs),
+        "lines_without_consent": len(own),
+        "cer_without_consent": cer([texts[i] for i in own], [refs[i] for i in own]),
+        "wer_without_consent": wer([texts[i] for i in own], [refs[i] for i in own]),
+        "per_writer_cer": {
+            writer: cer([texts[i] for i in index], [refs[i] for i in index])
+            for writer, index in sorted(by_writer.items())
+        },
+        "readings": [{"text": t, "truth": r} for t, r in zip(texts, refs, strict=True)],
+    }

@@ -69,9 +69,9 @@ def _metadata(checkpoint: dict[str, Any]) -> dict[str, Any]:
 
 
 def _example_batch(task: Task, size: int = 256) -> torch.Tensor:
-    """Real MNIST test digits, or test strips of whole numbers for the number reader (pixels in
-    [0, 1]) when the data is here (parity on real inputs means something); otherwise a seeded
-    random batch of the task's input shape."""
+    """Real MNIST test digits, test strips of whole numbers for the number reader, or validation
+    lines for the line reader (pixels in [0, 1]) when the data is here (parity on real inputs
+    means something); otherwise a seeded random batch of the task's input shape."""
     from .data import DataNotFoundError, load_mnist, to_float
 
     try:
@@ -84,6 +84,15 @@ def _example_batch(task: Task, size: int = 256) -> torch.Tensor:
         from .digit_strings import published_test_strips
 
         return to_float(published_test_strips(test, size // 4).images)
+    if task.name == "lines":  # validation lines of the line data, when it is here
+        from .datasets import load_dataset
+
+        try:
+            val = load_dataset("copiste", val_size=0).val
+        except DataNotFoundError:
+            val = None
+        if val is not None:
+            return to_float(val.subset(range(size // 16)).images)
     return torch.rand(size, *task.input_shape, generator=torch.Generator().manual_seed(0))
 
 

@@ -22,6 +22,7 @@ from torch import nn
 
 from .augment import random_affine
 from .errors import ConfigError
+from .models import num_classes_of, reset_classifier
 from .tasks import Classification, Task
 from .train import train_step
 
@@ -80,13 +81,6 @@ def changed_tensors(before: dict[str, torch.Tensor], model: nn.Module) -> list[s
     ]
 
 
-def new_head(model: nn.Module, num_classes: int = 10) -> nn.Module:
-    """Replace the last linear layer by a freshly initialized one with ``num_classes`` outputs
-    (drawn from PyTorch's global generator: seed it for a reproducible head)."""
-    model.classifier[-1] = nn.Linear(model.classifier[-1].in_features, num_classes)
-    return model
-
-
 def finetune(
     pretrained: nn.Module | None,
     method: Method,
@@ -101,11 +95,13 @@ def finetune(
     freeze_bn_stats: bool = False,
     augment: float = 0.0,
     task: Task | None = None,
+    set_train_mode: Callable[[nn.Module, bool], nn.Module] = train_mode,
 ) -> nn.Module:
     """Adapt a model to (``images``, ``labels``) with one of four methods; return it in eval mode.
 
     * ``scratch``: a fresh model from ``build()``, all layers trained;
-    * ``linear_probe``: the pre-trained backbone frozen, a *new* linear head trained;
+    * ``linear_probe``: the pre-trained backbone frozen, a *new* linear head trained
+      (:func:`~hwr_utils.models.reset_classifier`, as many classes as before);
     * ``head``: the backbone frozen, the pre-trained head trained further;
     * ``full``: everything trained, the backbone (``model.features``) at ``backbone_lr_factor``
       times the rate of the rest (the head, and a reader's column layers).
@@ -115,7 +111,8 @@ def finetune(
     chapter "Reading whole numbers" fine-tunes on strips with
     :class:`~hwr_utils.tasks.CTCRecognition`. Adam for ``steps`` steps with cosine decay,
     each one the training engine's :func:`~hwr_utils.train.train_step`; frozen batch-norm layers
-    stay in eval mode, all of them with ``freeze_bn_stats`` (:func:`train_mode`). ``augment``
+    stay in eval mode, all of them with ``freeze_bn_stats`` (``set_train_mode``, by default
+    :func:`train_mode`: pass another to experiment, e.g. plain ``model.train()``). ``augment``
     is the strength of :func:`~hwr_utils.augment.random_affine` applied to each batch (0: none).
     """
     if method not in METHODS:
@@ -129,7 +126,7 @@ def finetune(
             raise ConfigError(f"method {method!r} needs a pre-trained model")
         model = copy.deepcopy(pretrained)
         if method == "linear_probe":
-            new_head(model)
+            reset_classifier(model, num_classes_of(model))
         if method in ("linear_probe", "head"):
             freeze_backbone(model)
             groups = [{"params": trainable_parameters(model)}]
@@ -141,7 +138,7 @@ def finetune(
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     generator = torch.Generator().manual_seed(seed)
     task = Classification() if task is None else task
-    train_mode(model, freeze_bn_stats)
+    set_train_mode(model, freeze_bn_stats)
     for _ in range(steps):
         index = torch.randint(len(labels), (min(batch_size, len(labels)),), generator=generator)
         batch = images[index] if not augment else random_affine(images[index], strength=augment)

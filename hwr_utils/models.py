@@ -7,6 +7,7 @@
 * ``examples`` -- the network of pytorch/examples' MNIST script, the usual point of comparison.
 * ``hwrnet``   -- the book's own model: small, batch-normalized, fast on a laptop CPU.
 * ``crnn``     -- the number reader: a whole strip of digits in, per-column scores for CTC out.
+* ``line_reader`` -- the line reader: a handwritten line of text in, per-column scores for CTC out.
 
 Every model takes raw pixels in [0, 1] and normalizes them itself, in a first :class:`Normalize`
 layer whose mean and standard deviation are buffers: they are saved with the weights, travel
@@ -241,6 +242,65 @@ class CRNN(nn.Module):
         return self.classifier(self.dropout(columns))
 
 
+class LineReader(nn.Module):
+    """The line reader (Part V): a line of handwriting, height 40 and any width, in; per-column
+    scores over the alphabet plus the CTC blank (the last unit) out.
+
+    Five 3x3 convolutions with batch norm take a 40 x W line to 5 x W/4 (pools of 2, 2, then
+    the rows only), each of the T = W/4 columns is projected to ``hidden`` features, and
+    ``layers`` bidirectional GRUs read the columns both ways. In training mode the model also
+    returns a *shortcut*: per-column scores straight from the convolutional features, to which
+    the task gives a small CTC loss of its own (Retsinas et al., 2022). It hands the
+    convolutions a direct training signal while the recurrent layers are still near random,
+    which is when a CTC reader otherwise sits for epochs emitting nothing but blanks.
+    In eval mode (prediction, export) it returns the (N, T, num_classes + 1) logits only.
+    """
+
+    channels_last = True
+    head = "classifier"
+    extra_outputs = 1  # the blank
+
+    def __init__(
+        self,
+        width: int = 16,
+        hidden: int = 256,
+        layers: int = 2,
+        dropout: float = 0.2,
+        num_classes: int = 80,
+        normalization: str = "mnist",
+    ) -> None:
+        super().__init__()
+        w = width
+        self.normalize = Normalize(normalization)
+        self.features = nn.Sequential(
+            conv_bn_relu(1, w),
+            nn.MaxPool2d(2),
+            conv_bn_relu(w, 2 * w),
+            nn.MaxPool2d(2),
+            conv_bn_relu(2 * w, 3 * w),
+            conv_bn_relu(3 * w, 3 * w),
+            nn.MaxPool2d((2, 1)),
+            conv_bn_relu(3 * w, 4 * w),
+        )
+        self.project = nn.Sequential(nn.Linear(4 * w * 5, hidden), nn.ReLU(inplace=True))
+        self.dropout = nn.Dropout(dropout)
+        self.context = nn.GRU(
+            hidden, hidden // 2, num_layers=layers, batch_first=True, bidirectional=True,
+            dropout=dropout if layers > 1 else 0.0,
+        )  # fmt: skip
+        self.shortcut = nn.Linear(hidden, num_classes + 1)
+        self.classifier = nn.Linear(hidden, num_classes + 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        features = self.features(self.normalize(x))  # (N, C, 5, T)
+        columns = self.project(features.permute(0, 3, 1, 2).flatten(2))  # (N, T, hidden)
+        context = self.context(self.dropout(columns))[0]
+        logits = self.classifier(self.dropout(context))
+        if self.training:
+            return logits, self.shortcut(columns)
+        return logits
+
+
 #: Model names ``--model`` accepts, and the functions that build them.
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "article": ArticleNet,
@@ -248,11 +308,12 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "examples": ExamplesNet,
     "hwrnet": HwrNet,
     "crnn": CRNN,
+    "line_reader": LineReader,
 }
 
 
 #: What each model learns when it is not a one-digit classifier (see :mod:`hwr_utils.tasks`).
-MODEL_TASKS: dict[str, str] = {"crnn": "ctc"}
+MODEL_TASKS: dict[str, str] = {"crnn": "ctc", "line_reader": "lines"}
 
 
 def build_model(name: str, **config) -> nn.Module:

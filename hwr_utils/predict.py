@@ -8,6 +8,7 @@ imports the training engine. Introduced in the preprocessing chapter.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -87,25 +88,59 @@ def _preprocessed(path, preprocess, results: list[dict[str, Any]]) -> np.ndarray
 
 @torch.no_grad()
 def read_files(
-    model: nn.Module, paths: list[str | os.PathLike], class_names: list[str]
+    model: nn.Module,
+    paths: list[str | os.PathLike],
+    class_names: list[str],
+    preprocess: Callable[[np.ndarray], Any] = preprocess_number_photo,
+    decoder: Callable[[torch.Tensor], list[str]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Read the number written in each file with a sequence model (chapter "Reading whole
-    numbers"); a bad file yields ``{"path", "error"}`` and the rest go on.
+    """Read the text in each file with a sequence model: a number (chapter "Reading whole
+    numbers", ``preprocess_number_photo``) or a line of handwriting (Part V, with the line
+    reader's preprocessing and its language-model ``decoder``); a bad file yields
+    ``{"path", "error"}`` and the rest go on.
 
-    Each good file yields ``{"path", "text", "confidence"}``: the greedy CTC reading and the
-    probability of its best path. Results keep input order.
+    Each good file yields ``{"path", "text", "confidence"}``: the reading (greedy CTC, or
+    ``decoder``'s) and the probability of the network's best path, a lower bound on how sure
+    it is. Results keep input order.
     """
     model.eval()
     results: list[dict[str, Any]] = []
     for path in paths:
-        strip = _preprocessed(path, preprocess_number_photo, results)
-        if strip is None:
+        image = _preprocessed(path, preprocess, results)
+        if image is None:
             continue
-        outputs = model(to_float(torch.from_numpy(strip).unsqueeze(0))).float()
-        text = "".join(class_names[i] for i in greedy_decode(outputs)[0])
+        outputs = model(to_float(torch.as_tensor(np.asarray(image)).unsqueeze(0))).float()
+        if decoder is None:
+            text = "".join(class_names[i] for i in greedy_decode(outputs)[0])
+        else:
+            text = decoder(outputs)[0]
         confidence = round(float(best_path_confidence(outputs)[0]), 6)
         results.append({"path": str(path), "text": text, "confidence": confidence})
     return results
+
+
+@torch.no_grad()
+def predict_lines(
+    model: nn.Module,
+    images: torch.Tensor,
+    widths: torch.Tensor,
+    device: torch.device | str = "cpu",
+    batch_size: int = 32,
+) -> list[torch.Tensor]:
+    """Per-column outputs of a line reader for padded lines (uint8 (N, H, W_max), their true
+    ``widths``): one (T_i, C) float32 tensor per line, in input order, without the columns of
+    its padding. Lines run in batches of similar widths, each cropped to its widest."""
+    model.eval()
+    order = widths.argsort(stable=True)
+    outputs: list[torch.Tensor] = [torch.empty(0)] * len(widths)
+    for batch in order.split(batch_size):
+        widest = int(widths[batch].max())
+        scores = model(to_float(images[batch, :, :widest]).to(device)).float().cpu()
+        columns_per_pixel = scores.shape[1] / widest
+        for row, i in enumerate(batch.tolist()):
+            own = max(1, round(int(widths[i]) * columns_per_pixel))
+            outputs[i] = scores[row, :own]
+    return outputs
 
 
 @torch.no_grad()

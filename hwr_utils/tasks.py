@@ -16,10 +16,11 @@ from typing import Any, ClassVar, Protocol
 import torch
 import torch.nn.functional as F
 
-from .ctc import ctc_loss, greedy_decode, sequence_metrics, sequence_sums
+from .ctc import ctc_loss, edit_distance, greedy_decode, sequence_metrics, sequence_sums, text_of
 from .data import CLASS_NAMES
 from .digit_strings import STRIP_HEIGHT, STRIP_WIDTH
 from .errors import ConfigError
+from .lines import LINE_HEIGHT
 
 
 class Task(Protocol):
@@ -30,6 +31,10 @@ class Task(Protocol):
     # Input dimensions that may vary (export): index -> (name, smallest size).
     dynamic_dims: ClassVar[dict[int, tuple[str, int]]]
     output_dynamic_dims: ClassVar[dict[int, str]]  # output index -> name, for the same
+    # Inputs of different widths, padded on the right with background: each batch is cropped to
+    # its widest input (lines); and how many examples evaluation runs at once.
+    crop_batches: ClassVar[bool]
+    eval_batch_size: ClassVar[int]
     class_names: list[str]  # what each output unit stands for
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -66,6 +71,8 @@ class Classification:
     input_shape: ClassVar[tuple[int, ...]] = (1, 28, 28)
     dynamic_dims: ClassVar[dict[int, tuple[str, int]]] = {0: ("batch", 1)}
     output_dynamic_dims: ClassVar[dict[int, str]] = {0: "batch"}
+    crop_batches: ClassVar[bool] = False  # inputs all have the same size
+    eval_batch_size: ClassVar[int] = 1000
 
     class_names: list[str] = field(default_factory=lambda: list(CLASS_NAMES))
     label_smoothing: float = 0.0
@@ -122,6 +129,8 @@ class CTCRecognition:
     # Narrower than 8 pixels (two output columns), the exported graph's own guards refuse.
     dynamic_dims: ClassVar[dict[int, tuple[str, int]]] = {0: ("batch", 1), 3: ("width", 8)}
     output_dynamic_dims: ClassVar[dict[int, str]] = {0: "batch", 1: "columns"}
+    crop_batches: ClassVar[bool] = False  # strips all have the same width
+    eval_batch_size: ClassVar[int] = 1000
 
     class_names: list[str] = field(default_factory=lambda: list(CLASS_NAMES))
 
@@ -151,7 +160,59 @@ class CTCRecognition:
         return asdict(self)
 
 
-TASKS: dict[str, type] = {"classification": Classification, "ctc": CTCRecognition}
+@dataclass
+class LineRecognition(CTCRecognition):
+    """A line of handwritten text per image (Part V): per-column logits (N, T, C + 1) of a line
+    reader against texts (N, L) of symbol indices into ``class_names`` (the alphabet), padded
+    with -1.
+
+    As :class:`CTCRecognition`, plus: a model that returns a *shortcut* in training mode,
+    ``(logits, shortcut)``, gets ``shortcut_weight`` times the shortcut's CTC loss added to the
+    main loss; the metrics add the word error rate (``wer``: word edits over reference words);
+    and batches are cropped to their widest line (lines differ in width, and the padding on the
+    right is background: reading it costs time and changes nothing).
+    """
+
+    name: ClassVar[str] = "lines"
+    input_shape: ClassVar[tuple[int, ...]] = (1, LINE_HEIGHT, 400)
+    crop_batches: ClassVar[bool] = True
+    eval_batch_size: ClassVar[int] = 32
+
+    class_names: list[str] = field(default_factory=list)
+    shortcut_weight: float = 0.1
+
+    def loss(self, outputs, targets: torch.Tensor) -> torch.Tensor:
+        if isinstance(outputs, tuple):
+            logits, shortcut = outputs
+            return ctc_loss(logits, targets) + self.shortcut_weight * ctc_loss(shortcut, targets)
+        return ctc_loss(outputs, targets)
+
+    def sums(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+        sums = super().sums(outputs, targets)
+        sums = {k: v for k, v in sums.items() if not k.startswith(("count_", "exact_"))}
+        for guess, truth in zip(self.texts(outputs), self.texts(targets), strict=True):
+            sums["word_edits"] = sums.get("word_edits", 0) + edit_distance(
+                guess.split(), truth.split()
+            )
+            sums["words"] = sums.get("words", 0) + len(truth.split())
+        return sums
+
+    def metrics(self, sums: dict[str, float]) -> dict[str, float]:
+        wer = sums.get("word_edits", 0) / max(sums.get("words", 0), 1)
+        return {**super().metrics(sums), "wer": wer}
+
+    def texts(self, outputs_or_targets: torch.Tensor) -> list[str]:
+        """Greedy readings of (N, T, C + 1) outputs, or the texts of (N, L) targets."""
+        rows = outputs_or_targets
+        indices = greedy_decode(rows) if rows.ndim == 3 else text_of(rows)
+        return ["".join(self.class_names[i] for i in row) for row in indices]
+
+
+TASKS: dict[str, type] = {
+    "classification": Classification,
+    "ctc": CTCRecognition,
+    "lines": LineRecognition,
+}
 
 
 def build_task(name: str, **config: Any) -> Task:

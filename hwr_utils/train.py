@@ -24,7 +24,7 @@ from torch import nn
 from tqdm import tqdm  # text bars: they also render in stored notebook outputs
 
 from . import __version__
-from .augment import random_affine
+from .augment import augment_lines, random_affine
 from .checkpoints import (
     CHECKPOINT_FORMAT,
     load_checkpoint,
@@ -47,7 +47,10 @@ from .distributed import (
     sync_batchnorm,
 )
 from .errors import ConfigError
+from .lines import LineBatches, crop_to_widest, ink_widths
+from .lm import CharNgram, LineDecoder, tune_fusion
 from .models import build_model, reset_classifier
+from .predict import predict_lines
 from .runtime import bf16_supported, live_progress, maybe_compile, pick_device, set_seed
 from .tasks import Classification, Task, build_task
 
@@ -62,7 +65,8 @@ def make_optimizer(
     Weight decay applies to convolution and linear weights only: biases and batch-norm scales
     get an explicit 0 (decaying those only fights the normalization, and AdamW would otherwise
     apply its own default of 0.01 to them). The one-cycle schedule warms up to ``config.lr``
-    over the first 30 % of the steps, then anneals to almost zero.
+    over the first ``config.warmup`` of the steps (30 % unless the model says otherwise), then
+    anneals to almost zero.
     """
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
@@ -76,7 +80,11 @@ def make_optimizer(
         optimizer = torch.optim.AdamW(groups, lr=config.lr)
     if config.schedule == "onecycle":
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=config.lr, epochs=config.epochs, steps_per_epoch=steps_per_epoch
+            optimizer,
+            max_lr=config.lr,
+            epochs=config.epochs,
+            steps_per_epoch=steps_per_epoch,
+            pct_start=config.warmup,
         )
     else:
         scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
@@ -106,6 +114,8 @@ def train_step(
     optimizer.step()
     if scheduler is not None:
         scheduler.step()
+    if isinstance(outputs, tuple):  # extra training outputs (a shortcut) feed the loss only
+        outputs = outputs[0]
     return loss.detach(), outputs.detach()
 
 
@@ -159,9 +169,14 @@ def evaluate(
     world = current_world()
     broadcast_buffers(model)
     images, targets = images[world.rank :: world.size], targets[world.rank :: world.size]
+    if task.crop_batches:  # lines: batches of similar widths, each cropped to its widest
+        order = ink_widths(images).argsort(stable=True)
+        images, targets = images[order], targets[order]
     sums = Counter()
     for i in range(0, len(targets), batch_size):
-        outputs = model(images[i : i + batch_size].to(device)).float().cpu()
+        x = images[i : i + batch_size]
+        x = crop_to_widest(x) if task.crop_batches else x
+        outputs = model(x.to(device)).float().cpu()
         sums.update(task.sums(outputs, targets[i : i + batch_size]))
     return task.metrics(sum_over_processes(sums))
 
@@ -186,6 +201,7 @@ class TrainingSetup:
     data_card: dict[str, Any]  # what the checkpoints say of it (made once, not every epoch)
     model_config: dict[str, Any]  # what rebuilds the model (build_model), saved with it
     init_from: dict[str, Any] | None  # what a fine-tuned model started from
+    decoder: dict[str, Any] | None = None  # a line reader's language model (LineDecoder state)
 
 
 def prepare_training(config: TrainConfig, train: MNISTSplit | None = None) -> TrainingSetup:
@@ -210,15 +226,14 @@ def prepare_training(config: TrainConfig, train: MNISTSplit | None = None) -> Tr
     device = rank_device(pick_device(config.device), world)
     base = load_checkpoint(config.init_from) if config.init_from else None
     alphabet = None
-    if base is not None and base["task"] == "ctc":
+    if base is not None and base["task"] in ("ctc", "lines"):
         alphabet = task_from_checkpoint(base).class_names  # a reader keeps its alphabet
-    dataset = load_dataset(
-        config.data, config.data_dir, config.val_size, config.seed, config.train_limit, alphabet
-    )
+    dataset = load_dataset(config.data, config.data_dir, config.val_size, config.seed,
+                           config.train_limit, alphabet, config.task)  # fmt: skip
     if dataset.task != config.task:
         raise ConfigError(
             f"{config.model} learns {config.task} but {config.data} holds "
-            + ("texts: use a reader (--model crnn)" if dataset.task == "ctc" else "classes")
+            + ("classes" if dataset.task == "classification" else f"{dataset.task}: use a reader")
         )
     if train is None:
         train = dataset.train
@@ -227,17 +242,29 @@ def prepare_training(config: TrainConfig, train: MNISTSplit | None = None) -> Tr
     bf16 = config.bf16 and bf16_supported(device)
     if config.bf16 and not bf16:
         warnings.warn(f"bfloat16 is not native on {device}; training in float32", stacklevel=2)
-    batches = TensorBatches(
-        train.images.unsqueeze(1).to(device),  # uint8 pixels: augmented before any scaling
-        train.labels.to(device),
-        config.batch_size // world.size,
-        shuffle=True,
-        seed=config.seed,
-        augment=partial(random_affine, strength=config.augment) if config.augment else None,
-        drop_last=len(train) >= config.batch_size,
-        rank=world.rank,
-        world_size=world.size,
-    )
+    if config.task == "lines":  # lines of many widths: batches of similar ones
+        batches = LineBatches(
+            train.images.unsqueeze(1).to(device),
+            train.labels.to(device),
+            train.widths,
+            config.batch_size // world.size,
+            seed=config.seed,
+            augment=partial(augment_lines, strength=config.augment) if config.augment else None,
+            rank=world.rank,
+            world_size=world.size,
+        )
+    else:
+        batches = TensorBatches(
+            train.images.unsqueeze(1).to(device),  # uint8 pixels: augmented before any scaling
+            train.labels.to(device),
+            config.batch_size // world.size,
+            shuffle=True,
+            seed=config.seed,
+            augment=partial(random_affine, strength=config.augment) if config.augment else None,
+            drop_last=len(train) >= config.batch_size,
+            rank=world.rank,
+            world_size=world.size,
+        )
     if base is None:
         model = build_model(
             config.model,
@@ -270,8 +297,8 @@ def prepare_training(config: TrainConfig, train: MNISTSplit | None = None) -> Tr
     if getattr(model, "channels_last", False):
         # NHWC lets oneDNN pick faster convolution kernels on CPU.
         model = model.to(memory_format=torch.channels_last)
-    if config.task == "ctc":
-        task = build_task("ctc", class_names=dataset.class_names)
+    if config.task in ("ctc", "lines"):
+        task = build_task(config.task, class_names=dataset.class_names)
     else:
         task = Classification(
             class_names=dataset.class_names,
@@ -280,10 +307,16 @@ def prepare_training(config: TrainConfig, train: MNISTSplit | None = None) -> Tr
         )
     optimizer, scheduler = make_optimizer(model, config, len(batches))
     test = dataset.test
+    decoder = None
+    if config.task == "lines":  # the reader's language model, from its training texts only
+        decoder = base.get("decoder") if base is not None else None
+        if decoder is None:
+            lm = CharNgram.fit(train.texts, alphabet=dataset.class_names)
+            decoder = LineDecoder(lm, dataset.class_names).to_state()
     return TrainingSetup(
         device, model, task, batches, optimizer, scheduler, dataset.val, test,
         to_float(dataset.val.images), None if test is None else to_float(test.images), bf16,
-        world, dataset, dataset.card(), model_config, init_from,
+        world, dataset, dataset.card(), model_config, init_from, decoder,
     )  # fmt: skip
 
 
@@ -392,7 +425,8 @@ def fit(config: TrainConfig, train: MNISTSplit | None = None) -> dict[str, Any]:
         elapsed += time.perf_counter() - tic
         val_stats = {}
         if len(setup.val):
-            val_stats = evaluate(model, setup.val_x, setup.val.labels, device, task)
+            val_stats = evaluate(model, setup.val_x, setup.val.labels, device, task,
+                                 task.eval_batch_size)  # fmt: skip
         row = {
             "epoch": epoch + 1,
             **{f"train_{k}": v for k, v in train_stats.items()},
@@ -401,22 +435,54 @@ def fit(config: TrainConfig, train: MNISTSplit | None = None) -> dict[str, Any]:
         }
         history.append(row)
         if config.progress and world.is_main:
+            score = f"val acc {row.get('val_accuracy', math.nan):.4f}"
+            if task.name == "lines":  # a line is rarely read exactly: its errors say more
+                score = f"val CER {row.get('val_cer', math.nan):.4f}"
             print(
                 f"epoch {epoch + 1:>2}/{config.epochs}  loss {row['train_loss']:.4f}  "
-                f"val acc {row.get('val_accuracy', math.nan):.4f}  ({elapsed:.0f} s)",
+                f"{score}  ({elapsed:.0f} s)",
                 flush=True,  # a log file gets each epoch as it ends
             )
         checkpoint = _checkpoint(setup, config, history, elapsed)
         checkpoint.update(_rng_states(device), world_size=world.size)
         if epoch + 1 == config.epochs:
+            if setup.decoder is not None and setup.init_from is None and len(setup.val):
+                # A run on a slice of the data (a test, a smoke run) tunes on a few lines.
+                lines = 120 if config.train_limit is None else 4
+                setup.decoder = tune_decoder(model, setup.val, setup.decoder, device, lines)
+                checkpoint["decoder"] = setup.decoder
             checkpoint["metrics"] = {"val": val_stats}
             if setup.test is not None:
-                test_stats = evaluate(model, setup.test_x, setup.test.labels, device, task)
+                test_stats = evaluate(model, setup.test_x, setup.test.labels, device, task,
+                                      task.eval_batch_size)  # fmt: skip
                 checkpoint["metrics"]["test"] = test_stats
         if world.is_main:
             save_checkpoint(checkpoint, config.out)
         barrier()  # no process goes on (or ends) before the checkpoint is on disk
     return checkpoint
+
+
+#: The fusion weights tried when a line reader's decoder is tuned on validation lines.
+FUSION_ALPHAS = (0.25, 0.5, 0.75, 1.0)
+FUSION_BETAS = (0.0, 0.5, 1.0, 2.0)
+
+
+def tune_decoder(
+    model: nn.Module, val: Split, decoder: dict[str, Any], device: torch.device, lines: int = 120
+) -> dict[str, Any]:
+    """A line reader's decoder with its language-model weights (``alpha``, ``beta``) chosen
+    on ``lines`` validation lines spread evenly over the split (so over its writers), by
+    :func:`~hwr_utils.lm.tune_fusion`; the grid and its CERs are kept under ``"tuned_on"``.
+    Called at the end of training; validation lines only, never the test lines."""
+    index = torch.linspace(0, len(val) - 1, min(lines, len(val))).round().long().unique()
+    chosen = val.subset(index)
+    outputs = predict_lines(model, chosen.images, chosen.widths, device)
+    base = LineDecoder.from_state(decoder)
+    alpha, beta, table = tune_fusion([o.unsqueeze(0) for o in outputs], chosen.texts,
+                                     base.alphabet, base.lm, FUSION_ALPHAS, FUSION_BETAS,
+                                     base.beam)  # fmt: skip
+    tuned = LineDecoder(base.lm, base.alphabet, alpha, beta, base.beam).to_state()
+    return {**tuned, "tuned_on": {"val_lines": len(chosen), "alpha_beta_cer": table}}
 
 
 def _checkpoint(setup: TrainingSetup, config: TrainConfig, history, elapsed) -> dict[str, Any]:
@@ -443,6 +509,7 @@ def _checkpoint(setup: TrainingSetup, config: TrainConfig, history, elapsed) -> 
         "global_batch": config.batch_size,  # over all processes, in data-parallel training
         "metrics": {},
         "versions": {"hwr_utils": __version__, "torch": str(torch.__version__)},
+        **({"decoder": setup.decoder} if setup.decoder is not None else {}),
     }
 
 

@@ -113,3 +113,10 @@ def test_format_1_checkpoints_still_load(tmp_path):
     save_checkpoint(old, tmp_path / "odd.pt")
     with pytest.raises(CheckpointError, match="retrain"):
         load_checkpoint(tmp_path / "odd.pt")
+
+
+def test_every_task_has_an_input_contract_for_its_model_card():
+    from hwr_utils.checkpoints import INPUT_CONTRACTS
+    from hwr_utils.tasks import TASKS
+
+    assert set(INPUT_CONTRACTS) == set(TASKS)

@@ -61,3 +61,16 @@ def test_fingerprint_ignores_what_does_not_change_the_numbers():
     b = TrainConfig(out="b.pt", device="auto", compile=True)
     assert a.fingerprint() == b.fingerprint()
     assert a.fingerprint() != TrainConfig(lr=0.2).fingerprint()
+
+
+def test_the_line_data_picks_the_line_reader():
+    parsed = config_from_args(get_args_parser().parse_args(["--data", "copiste"]))
+    assert parsed.model == "line_reader" and parsed.task == "lines" and parsed.epochs == 16
+    assert config_from_args(get_args_parser().parse_args([])).model == "hwrnet"
+    # An explicit model is kept, and a model that cannot read lines is told so when it trains.
+    assert (
+        config_from_args(
+            get_args_parser().parse_args(["--model", "hwrnet", "--data", "copiste"])
+        ).model
+        == "hwrnet"
+    )

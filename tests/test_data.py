@@ -16,6 +16,7 @@ from hwr_utils.data import (
     make_rare,
     oversample,
     to_float,
+    train_val_indices,
     train_val_split,
 )
 
@@ -128,6 +129,9 @@ def test_split_is_deterministic_and_disjoint():
     # the global RNG must not influence the split
     torch.manual_seed(123)
     assert torch.equal(train_val_split(split, 20, seed=3)[1].labels, val_a.labels)
+    # the positions say the same (labels here are positions)
+    train_index, val_index = train_val_indices(100, 20, seed=3)
+    assert torch.equal(val_index, val_a.labels) and torch.equal(train_index, train_a.labels)
 
 
 def test_split_rejects_bad_size():

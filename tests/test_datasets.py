@@ -33,7 +33,7 @@ def class_folder(tmp_path, digits):
 def test_specs_name_what_they_accept():
     assert parse_spec("mnist") == ("mnist", None)
     assert parse_spec("folder:/a/b") == ("folder", "/a/b")
-    for bad in ("copiste", "folder:", "mnist:x", "Folder:/a"):
+    for bad in ("iam", "folder:", "mnist:x", "Folder:/a", "copiste:x"):
         with pytest.raises(ConfigError, match="folder:PATH"):
             parse_spec(bad)
 

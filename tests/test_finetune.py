@@ -73,6 +73,20 @@ def test_finetune_methods_touch_what_they_should(tiny_checkpoint, mnist):
         finetune(pretrained, "everything", x, y, build)
 
 
+def test_the_train_mode_is_a_parameter(tiny_checkpoint, mnist):
+    pretrained = model_from_checkpoint(load_checkpoint(tiny_checkpoint))
+    original = {k: v.clone() for k, v in pretrained.state_dict().items()}
+    x, y = to_float(mnist[1].images[:64]), mnist[1].labels[:64]
+    statistics = {}
+    for name, mode in (("train_mode", train_mode), ("plain", lambda m, frozen: m.train())):
+        model = finetune(pretrained, "linear_probe", x, y, None, steps=3, set_train_mode=mode)
+        statistics[name] = [n for n in changed_tensors(original, model) if "running_" in n]
+        # The linear probe's new head has as many outputs as the old one.
+        assert model.classifier[2].out_features == pretrained.classifier[2].out_features
+    assert statistics["train_mode"] == []  # the frozen backbone keeps its statistics
+    assert any(n.startswith("features.") for n in statistics["plain"])
+
+
 def test_finetuning_learns_the_new_data(tiny_checkpoint, mnist):
     pretrained = model_from_checkpoint(load_checkpoint(tiny_checkpoint))
     # "new data": MNIST test digits, inverted, which the pre-trained model gets mostly wrong

@@ -38,6 +38,11 @@ def test_a_built_wheel_holds_and_imports_every_module(tmp_path):
     sources = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "hwr_utils").rglob("*.py"))
     packed = sorted(p.relative_to(unpacked).as_posix() for p in unpacked.rglob("*.py"))
     assert packed == sources
+    # Data files the library reads at run time travel too (the line data's published splits).
+    data_files = sorted(
+        p.relative_to(ROOT).as_posix() for p in (ROOT / "hwr_utils").rglob("*.json")
+    )
+    assert data_files and all((unpacked / f).is_file() for f in data_files)
     modules = [s[:-3].replace("/", ".").removesuffix(".__init__") for s in sources]
     modules = [m for m in modules if not m.endswith("__main__")]
     code = (

@@ -2,13 +2,15 @@
 :func:`load_dataset` (introduced in the fine-tuning chapter).
 
 A dataset is named by a *spec*: ``mnist``, ``usps``, ``strips`` (whole numbers written with
-MNIST digits, chapter "Reading whole numbers") or ``folder:PATH`` (your own images, see
+MNIST digits, chapter "Reading whole numbers"), ``copiste`` (lines of handwritten French, Part
+V: :mod:`hwr_utils.datasets.copiste`) or ``folder:PATH`` (your own images, see
 :mod:`hwr_utils.datasets.folders`). The data decides what is learnt: the class names (or, for
 text, the alphabet) come from it, and a model is sized by them. Splits are defined here once:
 
 * ``mnist`` and ``strips``: MNIST's own test set; validation is ``val_size`` (default 5,000)
   training digits drawn with ``seed`` (:func:`hwr_utils.data.train_val_split`); strips are
   written with the digits of each split (:func:`hwr_utils.digit_strings.number_strip_splits`).
+* ``copiste``: the published split by writer (every writer's lines in one split only).
 * ``usps``: USPS's own training and test sets, brought to MNIST's conventions
   (:func:`hwr_utils.data.usps_as_mnist`); validation as for a folder.
 * ``folder:PATH``: the folder's ``train/``, ``val/`` and ``test/`` subfolders when it has them;
@@ -41,16 +43,18 @@ from ..data import (
 )
 from ..digit_strings import NumberStrips, number_strip_splits
 from ..errors import ConfigError
+from ..lines import PaddedLines, pad_lines
 from ..models import MODEL_TASKS
 
 #: The named datasets; ``folder:PATH`` is the others.
-BUILTIN = ("mnist", "usps", "strips")
+BUILTIN = ("mnist", "usps", "strips", "copiste")
 #: Validation examples split off MNIST's training set unless told otherwise.
 MNIST_VAL_SIZE = 5000
 #: Share of the training examples kept for validation where the data has no validation split.
 VAL_FRACTION = 0.1
 
-Split = MNISTSplit | NumberStrips  # images uint8 (N, H, W); labels (N,) classes or (N, L) text
+# images uint8 (N, H, W); labels (N,) classes or (N, L) text; lines also carry their widths
+Split = MNISTSplit | NumberStrips | PaddedLines
 
 
 @dataclass
@@ -95,9 +99,9 @@ class Dataset:
 
 
 def default_data(model: str) -> str:
-    """The dataset a model trains on unless told: number strips for a reader (a model whose
-    task is CTC), MNIST for the rest."""
-    return "strips" if MODEL_TASKS.get(model) == "ctc" else "mnist"
+    """The dataset a model trains on unless told: number strips for the number reader,
+    Copiste d'un jour's lines for the line reader, MNIST for the rest."""
+    return {"ctc": "strips", "lines": "copiste"}.get(MODEL_TASKS.get(model, ""), "mnist")
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
@@ -121,14 +125,16 @@ def load_dataset(
     seed: int = 0,
     train_limit: int | None = None,
     alphabet: list[str] | None = None,
+    task: str | None = None,
 ) -> Dataset:
     """Load the dataset ``spec`` names, with its splits (see the module's text for the rules).
 
     ``data_dir`` is where the built-in datasets are looked for first (then ``HWR_DATA``, ...,
     as :func:`hwr_utils.data.find_mnist` says). ``train_limit`` keeps the first N training
     examples (for ``strips``: writes N training strips). ``alphabet`` fixes the symbols a text
-    folder may use (a reader being fine-tuned keeps its own). Bad input raises one-line
-    :class:`~hwr_utils.errors.HwrError` subclasses naming the file or the setting.
+    folder may use (a reader being fine-tuned keeps its own); ``task="lines"`` reads a text
+    folder as lines of handwriting (for the line reader) rather than numbers. Bad input raises
+    one-line :class:`~hwr_utils.errors.HwrError` subclasses naming the file or the setting.
     """
     kind, path = parse_spec(spec)
     if val_size is not None and val_size < 0:
@@ -136,7 +142,9 @@ def load_dataset(
     if kind == "folder":
         from .folders import load_folder
 
-        dataset = load_folder(path, val_size, seed, alphabet)
+        dataset = load_folder(path, val_size, seed, alphabet, lines=task == "lines")
+    elif kind == "copiste":
+        dataset = _copiste(data_dir, alphabet)
     elif kind == "usps":
         train, test = (usps_as_mnist(split) for split in load_usps(data_dir))
         root = find_usps(data_dir, download=False)
@@ -161,8 +169,24 @@ def load_dataset(
         if train_limit < 1:
             raise ConfigError(f"train_limit must be positive, got {train_limit}")
         keep = dataset.train
-        dataset.train = type(keep)(keep.images[:train_limit], keep.labels[:train_limit])
+        if isinstance(keep, PaddedLines):
+            dataset.train = keep.subset(range(min(train_limit, len(keep))))
+        else:
+            dataset.train = type(keep)(keep.images[:train_limit], keep.labels[:train_limit])
     return dataset
+
+
+def _copiste(data_dir: str | os.PathLike | None, alphabet: list[str] | None) -> Dataset:
+    """Copiste d'un jour's lines (:mod:`hwr_utils.datasets.copiste`), split by writer as
+    published; the alphabet is the training texts' symbols unless a reader brings its own."""
+    from .copiste import load_copiste
+
+    splits, provenance = load_copiste(data_dir)
+    symbols = list(alphabet) if alphabet is not None else provenance["alphabet"]
+    padded = {name: pad_lines(split.images, split.texts, symbols, split.writers, split.consent)
+              for name, split in splits.items()}  # fmt: skip
+    return Dataset("copiste", "lines", symbols, padded["train"], padded["val"], padded["test"],
+                   provenance)  # fmt: skip
 
 
 def _check_val_size(val_size: int, available: int) -> None:
@@ -188,6 +212,8 @@ def _split_off_validation(train: Split, val_size: int | None, seed: int) -> tupl
             rank[members] = torch.arange(len(members), dtype=torch.float64) / len(members)
         order = order[torch.sort(rank[order], stable=True).indices]
     val_index, train_index = order[:count].sort().values, order[count:].sort().values
+    if isinstance(train, PaddedLines):
+        return train.subset(train_index), train.subset(val_index)
     kind = type(train)
     return (
         kind(train.images[train_index], train.labels[train_index]),
@@ -201,10 +227,11 @@ def evaluation_split(
     """What ``hwr evaluate`` scores a model on, and its name: the test split of ``spec``, or,
     for a folder without ``test/``, all of it. Labels come in the model's ``class_names``
     order; a class (or symbol) the model does not know is an error naming it."""
-    alphabet = class_names if task == "ctc" else None
+    alphabet = class_names if task in ("ctc", "lines") else None
     # Only the test split is wanted: no training strips are written for it.
     limit = 1 if parse_spec(spec)[0] == "strips" else None
-    dataset = load_dataset(spec, data_dir, val_size=0, train_limit=limit, alphabet=alphabet)
+    dataset = load_dataset(spec, data_dir, val_size=0, train_limit=limit, alphabet=alphabet,
+                           task=task)  # fmt: skip
     if dataset.task != task:
         raise ConfigError(f"{spec} holds {dataset.task} data; the model learnt {task}")
     split, name = (dataset.test, "test") if dataset.test is not None else (dataset.train, "all")

@@ -24,6 +24,7 @@ import hashlib
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,6 +33,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes
 from ..data import MNISTSplit
 from ..digit_strings import NumberStrips
 from ..errors import HwrError
+from ..lines import pad_lines
 from ..preprocess import load_image, preprocess_number_photo, preprocess_photo
 from . import Dataset, Split, _split_off_validation
 
@@ -45,11 +47,17 @@ class FolderDataError(HwrError, ValueError):
 
 
 def load_folder(
-    path: str, val_size: int | None = None, seed: int = 0, alphabet: list[str] | None = None
+    path: str,
+    val_size: int | None = None,
+    seed: int = 0,
+    alphabet: list[str] | None = None,
+    lines: bool = False,
 ) -> Dataset:
     """Load ``folder:PATH`` (see the module's text): its splits, classes or alphabet, and its
     provenance (the folder, how many files, one MD5 over every file's name, label and bytes).
-    ``alphabet``: the symbols texts may use (default: those of the training texts)."""
+    ``alphabet``: the symbols texts may use (default: those of the training texts). ``lines``:
+    a text folder holds lines of handwriting (Part V), read as ``hwr read`` reads a line with
+    a line reader, rather than numbers."""
     root = Path(path).expanduser()
     if not root.is_dir():
         raise FolderDataError(f"folder:{path}: {root} is not a folder")
@@ -57,8 +65,12 @@ def load_folder(
     parts = {name: root / name for name in ("train", "val", "test")} if has_splits else {}
     train_root = parts.get("train", root)
     task = "ctc" if (train_root / LABELS_FILE).is_file() else "classification"
-    reader = _read_texts if task == "ctc" else _read_classes
-    train_files, train_labels, names = reader(train_root, alphabet if task == "ctc" else None)
+    if task == "ctc" and lines:
+        task = "lines"
+    reader = _read_texts if task != "classification" else _read_classes
+    train_files, train_labels, names = reader(
+        train_root, alphabet if task != "classification" else None
+    )
     digest, skipped = hashlib.md5(), []
     splits: dict[str, Split | None] = {}
     for name in ("train", "val", "test"):
@@ -98,7 +110,7 @@ def _is_image(path: Path) -> bool:
 
 def _not_images(folder: Path, task: str) -> list[Path]:
     """Files a load passed over: not images by their extension, hidden files aside."""
-    if task == "ctc":
+    if task != "classification":
         candidates = folder.iterdir()
     else:
         candidates = (p for d in folder.iterdir() if d.is_dir() for p in d.iterdir())
@@ -166,9 +178,13 @@ def _read_texts(folder: Path, known: list[str] | None) -> tuple[list[Path], list
 
 def _images(files: list[Path], labels: list, task: str, names: list[str]) -> Split:
     """Every file through what ``hwr predict`` / ``hwr read`` do; all problems in one error."""
-    preprocess: Callable[[np.ndarray], np.ndarray] = (
+    preprocess: Callable[[np.ndarray], Any] = (
         preprocess_number_photo if task == "ctc" else preprocess_photo
     )
+    if task == "lines":
+        from .copiste import preprocess_line_photo
+
+        preprocess = preprocess_line_photo
     images, problems = [], []
     for file in files:
         try:
@@ -178,18 +194,15 @@ def _images(files: list[Path], labels: list, task: str, names: list[str]) -> Spl
     _raise_if(problems, files[0].parent if files else None)
     if task == "classification":
         return MNISTSplit(torch.from_numpy(np.stack(images)), torch.tensor(labels))
+    if task == "lines":
+        _check_alphabet(labels, files, names)
+        return pad_lines([torch.as_tensor(image) for image in images], labels, names)
     return _strips(images, labels, files, names)
 
 
 def _strips(images: list[np.ndarray], texts: list[str], files: list[Path], alphabet: list[str]):
     """Strips padded with background to the widest, and texts as padded symbol indices."""
-    outside = [f"{f.name} ({''.join(sorted(set(t) - set(alphabet)))})"
-               for f, t in zip(files, texts, strict=True) if set(t) - set(alphabet)]  # fmt: skip
-    if outside:
-        raise FolderDataError(
-            f"{files[0].parent}: texts with symbols outside the alphabet "
-            f"({''.join(alphabet)}): {', '.join(outside[:NAMED])}"
-        )
+    _check_alphabet(texts, files, alphabet)
     height, width = images[0].shape[0], max(image.shape[1] for image in images)
     strips = np.zeros((len(images), height, width), np.uint8)
     labels = torch.full((len(texts), max(len(t) for t in texts)), -1, dtype=torch.long)
@@ -197,6 +210,17 @@ def _strips(images: list[np.ndarray], texts: list[str], files: list[Path], alpha
         strips[i, :, : image.shape[1]] = image
         labels[i, : len(text)] = torch.tensor([alphabet.index(c) for c in text])
     return NumberStrips(torch.from_numpy(strips), labels)
+
+
+def _check_alphabet(texts: list[str], files: list[Path], alphabet: list[str]) -> None:
+    """A one-line error naming the files whose texts hold symbols outside ``alphabet``."""
+    outside = [f"{f.name} ({''.join(sorted(set(t) - set(alphabet)))})"
+               for f, t in zip(files, texts, strict=True) if set(t) - set(alphabet)]  # fmt: skip
+    if outside:
+        raise FolderDataError(
+            f"{files[0].parent}: texts with symbols outside the alphabet "
+            f"({''.join(alphabet)}): {', '.join(outside[:NAMED])}"
+        )
 
 
 def _raise_if(problems: list[str], where: Path | None) -> None:

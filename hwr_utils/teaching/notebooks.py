@@ -64,9 +64,9 @@ def load_or_train(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The model saved at ``path`` if there is one; otherwise train it first (with ``overrides``
     of :class:`~hwr_utils.config.TrainConfig`). In smoke mode a missing model is trained small
-    (one epoch on 2,000 images) and saved beside ``path`` as ``NAME.smoke.pt``, never in its
-    place. Returns the model (eval mode) and its checkpoint, whose ``"path"`` says which file
-    it is.
+    (one epoch on 2,000 images, or the ``train_limit`` asked for if smaller) and saved beside
+    ``path`` as ``NAME.smoke.pt``, never in its place. Returns the model (eval mode) and its
+    checkpoint, whose ``"path"`` says which file it is.
     """
     path = Path(path)
     smoke_path = path.with_name(f"{path.stem}.smoke.pt")
@@ -79,8 +79,9 @@ def load_or_train(
 
     config = TrainConfig(out=str(path), **overrides)
     if smoke:
+        limit = min(2000, config.train_limit or 2000)  # fewer if the chapter asks
         config = dataclasses.replace(
-            config, epochs=1, train_limit=2000, out=str(smoke_path), progress=False
+            config, epochs=1, train_limit=limit, out=str(smoke_path), progress=False
         )
     # A chapter opened on its own (Colab) gets here: say why it waits, and where the model goes.
     print(

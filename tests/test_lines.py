@@ -1,0 +1,103 @@
+"""Lines of different widths in the engine: cropping, batches of similar widths, the line
+reader, its task (shortcut loss, word error rate) and its augmentation."""
+
+import pytest
+import torch
+
+from hwr_utils.augment import augment_lines
+from hwr_utils.ctc import ctc_loss
+from hwr_utils.lines import LINE_HEIGHT, LineBatches, crop_to_widest, ink_widths
+from hwr_utils.models import build_model
+from hwr_utils.tasks import LineRecognition, build_task
+
+
+def padded_lines(widths: list[int], height: int = LINE_HEIGHT) -> torch.Tensor:
+    """uint8 lines (N, H, max width), line i inked on exactly its first widths[i] columns."""
+    images = torch.zeros(len(widths), height, max(widths), dtype=torch.uint8)
+    for image, width in zip(images, widths, strict=True):
+        image[height // 4 : 3 * height // 4, :width] = 200
+    return images
+
+
+def test_widths_and_cropping_ignore_the_padding():
+    images = padded_lines([5, 17, 9]).unsqueeze(1)
+    assert ink_widths(images).tolist() == [5, 17, 9]
+    assert crop_to_widest(images[[0, 2]]).shape[-1] == 9
+    assert torch.equal(crop_to_widest(images), images)
+
+
+def test_line_batches_cover_every_line_once_in_batches_of_similar_widths():
+    widths = torch.randint(10, 400, (200,), generator=torch.Generator().manual_seed(0))
+    images = padded_lines(widths.tolist()).unsqueeze(1)
+    targets = torch.arange(200).unsqueeze(1)  # each line's own index as its "text"
+    batches = LineBatches(images, targets, widths, batch_size=10, seed=3, pool=5)
+    seen, spread = [], []
+    for x, y in batches:
+        lines = y.flatten()
+        seen += lines.tolist()
+        assert x.dtype == torch.float32 and x.shape[-1] == int(widths[lines].max())
+        spread.append(int(widths[lines].max() - widths[lines].min()))
+    assert sorted(seen) == list(range(200))
+    # Sorted within pools of 50 lines: a batch spans far less than the whole range of widths.
+    assert sum(spread) / len(spread) < 0.25 * int(widths.max() - widths.min())
+    again = [y.flatten().tolist() for _, y in batches]
+    assert again == [seen[i : i + 10] for i in range(0, 200, 10)]  # same seed, same epoch
+    batches.set_epoch(1)
+    assert [y.flatten().tolist() for _, y in batches] != again
+
+
+def test_the_line_reader_reads_any_width_and_has_a_shortcut_in_training():
+    model = build_model("line_reader", width=8, hidden=32, num_classes=5)
+    x = torch.rand(2, 1, LINE_HEIGHT, 48)
+    model.train()
+    logits, shortcut = model(x)
+    assert logits.shape == shortcut.shape == (2, 12, 6)
+    model.eval()
+    assert model(torch.rand(1, 1, LINE_HEIGHT, 100)).shape == (1, 25, 6)
+
+
+def test_the_line_task_adds_the_shortcut_loss_and_counts_word_errors():
+    task = LineRecognition(class_names=["a", "b", " "], shortcut_weight=0.5)
+    torch.manual_seed(0)
+    logits, shortcut = torch.randn(2, 10, 4), torch.randn(2, 10, 4)
+    targets = torch.tensor([[0, 2, 1], [1, -1, -1]])
+    expected = ctc_loss(logits, targets) + 0.5 * ctc_loss(shortcut, targets)
+    torch.testing.assert_close(task.loss((logits, shortcut), targets), expected)
+    torch.testing.assert_close(task.loss(logits, targets), ctc_loss(logits, targets))
+    # Outputs that read "a a" and "b" against "a b" and "b": one word wrong of three.
+    reading = torch.full((2, 6, 4), -9.0)
+    for row, path in enumerate(([0, 3, 2, 3, 0, 3], [1, 3, 3, 3, 3, 3])):
+        reading[row, torch.arange(6), path] = 9.0
+    assert task.texts(reading) == ["a a", "b"]
+    assert task.texts(targets) == ["a b", "b"]
+    metrics = task.metrics(task.sums(reading, targets))
+    assert metrics["wer"] == pytest.approx(1 / 3)
+    assert metrics["cer"] == pytest.approx(1 / 4)
+    rebuilt = build_task(task.name, **task.config())
+    assert rebuilt == task
+
+
+def test_line_augmentation_keeps_the_line_and_varies_it():
+    torch.manual_seed(0)
+    images = padded_lines([120, 90, 60, 30]).unsqueeze(1)
+    same = augment_lines(images, strength=0.0)
+    assert same.dtype == torch.uint8 and same.shape[:3] == images.shape[:3]
+    # Strength 0 only pads and crops back: the ink is where it was, a few columns to the right.
+    shift = ink_widths(same) - ink_widths(images)
+    assert (shift == shift[0]).all() and 0 <= int(shift[0]) <= LINE_HEIGHT // 5
+    varied = augment_lines(images, strength=1.0)
+    assert varied.shape[:3] == images.shape[:3]
+    assert not torch.equal(crop_to_widest(varied), crop_to_widest(same))
+
+
+def test_line_augmentation_never_erases_thin_strokes():
+    # Pen strokes of a 40-pixel line are one or two pixels wide: every augmented line must keep
+    # most of its ink (an erosion, a "thinner pen", would wipe such a line out).
+    torch.manual_seed(0)
+    lines = torch.zeros(64, 1, LINE_HEIGHT, 300, dtype=torch.uint8)
+    lines[:, :, 6:34:4, 10:290] = 220  # thin horizontal strokes
+    lines[:, :, 6:34, 10:290:9] = 220  # and thin vertical ones
+    inked = (augment_lines(lines) > 0).sum((1, 2, 3)) / (lines > 0).sum((1, 2, 3))
+    # A squeeze to 0.8 of the width and 0.9 of the height leaves 0.72 of the inked pixels;
+    # blurring by the resampling adds some, a thicker pen more.
+    assert inked.min() > 0.6 and inked.max() < 4.0
