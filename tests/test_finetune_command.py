@@ -141,7 +141,7 @@ def test_options_are_never_abbreviated_and_bad_ones_are_one_line(run_cli, capsys
     with pytest.raises(SystemExit):  # --dat is neither --data nor --data-dir
         run_cli(["train", "--dat", "mnist"])
     assert "unrecognized arguments: --dat" in capsys.readouterr().err
-    for args in (["--val-size", "70000"], ["--data", "copiste"]):
+    for args in (["--val-size", "70000"], ["--data", "iam"]):
         code, _, err = run_cli(["train", "--epochs", "1", *args])
         assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, args
 
