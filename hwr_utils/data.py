@@ -123,41 +123,69 @@ def _download(root: Path) -> None:
         MNIST(root=str(root), train=train, download=True)
 
 
-def find_mnist(data_dir: str | os.PathLike | None = None, download: bool = True) -> Path:
-    """Return the root folder holding MNIST, downloading it into :func:`default_root` if needed.
+def find_data(
+    name: str,
+    folder: Callable[[Path], Path],
+    has_files: Callable[[Path], bool],
+    wanted: str,
+    fix: str,
+    data_dir: str | os.PathLike | None = None,
+    fetch: Callable[[Path], None] | None = None,
+    source: str = "",
+) -> Path:
+    """Return the first data root of :func:`candidate_roots` where ``has_files`` holds: the one
+    finder behind MNIST, USPS, QMNIST and COPISTE. ``folder(root)`` is where the dataset's
+    files lie under a root, ``wanted`` names them, ``fix`` says how to put them there.
 
-    Raises :class:`DataNotFoundError` with the places searched when the data is nowhere and the
-    download is disabled or fails (no internet). An explicit ``data_dir`` without the files is
-    an error naming that folder: it is never replaced by another place.
+    Missing everywhere, ``fetch`` (when given) downloads them from ``source`` into
+    :func:`default_root`; otherwise :class:`DataNotFoundError` names every place searched. An
+    explicit ``data_dir`` without the files is an error naming that folder: it is never
+    replaced by another place.
     """
     places = candidate_roots(data_dir)
     for _, root in places:
-        if _has_all_files(root):
-            return root
-    files = ", ".join(MNIST_MD5)
+        if has_files(Path(root)):
+            return Path(root)
     if data_dir is not None:
+        elsewhere = "HWR_DATA, ./data or a download" if fetch else "HWR_DATA or ./data"
         raise DataNotFoundError(
-            f"MNIST is not in {raw_dir(data_dir)} (given with --data-dir / data_dir): "
-            f"put the four uncompressed IDX files ({files}) there, or leave the option out "
-            "to use HWR_DATA, ./data or a download"
+            f"{name} is not in {folder(Path(data_dir))} (given with --data-dir / data_dir): "
+            f"put {wanted} there, or leave the option out to use {elsewhere}"
         )
-    looked = "\n".join(f"  - {raw_dir(root)}  (from {label})" for label, root in places)
-    if download:
+    looked = "\n".join(f"  - {folder(root)}  (from {label})" for label, root in places)
+    reason = "Downloading was disabled."
+    if fetch is not None:
         target = default_root()
         try:
-            _download(target)
-        except Exception as error:  # torchvision raises several kinds when offline
-            reason = f"The download through torchvision failed: {error}"
+            fetch(target)
+        except Exception as error:  # offline, a moved server, a file not the expected one
+            reason = f"The download from {source} failed: {error}"
         else:
-            if _has_all_files(target):
+            if has_files(target):
                 return target
-            reason = "The download through torchvision did not produce the files."
-    else:
-        reason = "Downloading was disabled."
+            reason = f"The download from {source} did not produce the files."
     raise DataNotFoundError(
-        f"MNIST was not found. Looked for the four IDX files ({files}) in:\n{looked}\n"
-        f"{reason}\nFix: put the uncompressed files in <DIR>/MNIST/raw/ and pass --data-dir "
-        "<DIR> or set HWR_DATA=<DIR>."
+        f"{name} was not found. Looked for {wanted} in:\n{looked}\n{reason}\nFix: {fix}"
+    )
+
+
+def find_mnist(data_dir: str | os.PathLike | None = None, download: bool = True) -> Path:
+    """Return the root folder holding MNIST, downloading it through torchvision into
+    :func:`default_root` if needed (:func:`find_data`).
+
+    Raises :class:`DataNotFoundError` with the places searched when the data is nowhere and the
+    download is disabled or fails (no internet).
+    """
+    return find_data(
+        "MNIST",
+        raw_dir,
+        _has_all_files,
+        f"the four uncompressed IDX files ({', '.join(MNIST_MD5)})",
+        "put the uncompressed files in <DIR>/MNIST/raw/ and pass --data-dir <DIR> or set "
+        "HWR_DATA=<DIR>.",
+        data_dir,
+        fetch=_download if download else None,
+        source="torchvision's MNIST mirrors",
     )
 
 
@@ -238,28 +266,16 @@ def find_usps(data_dir: str | os.PathLike | None = None, download: bool = True) 
     downloaded like it from ``USPS_URL`` into :func:`default_root` when missing (introduced
     in the fine-tuning chapter). Offline and missing, :class:`DataNotFoundError` says where to
     put the files."""
-    places = candidate_roots(data_dir)
-    for _, root in places:
-        if all((usps_dir(root) / name).is_file() for name in USPS_MD5):
-            return root
-    files = " and ".join(USPS_MD5)
-    if data_dir is not None:
-        raise DataNotFoundError(
-            f"USPS is not in {usps_dir(data_dir)} (given with --data-dir / data_dir): "
-            f"put {files} there"
-        )
-    looked = "\n".join(f"  - {usps_dir(root)}  (from {label})" for label, root in places)
-    reason = "Downloading was disabled."
-    if download:
-        try:
-            _download_usps(default_root())
-            return default_root()
-        except Exception as error:  # offline, or a file that is not the expected one
-            reason = f"The download from {USPS_URL} failed: {error}"
-    raise DataNotFoundError(
-        f"USPS was not found. Looked for {files} in:\n{looked}\n{reason}\nFix: copy the two "
-        f"files (the ZIP-code digits of {USPS_URL}) into <DIR>/USPS/ and pass --data-dir <DIR> "
-        "or set HWR_DATA=<DIR>."
+    return find_data(
+        "USPS",
+        usps_dir,
+        lambda root: all((usps_dir(root) / name).is_file() for name in USPS_MD5),
+        " and ".join(USPS_MD5),
+        f"copy the two files (the ZIP-code digits of {USPS_URL}) into <DIR>/USPS/ and pass "
+        "--data-dir <DIR> or set HWR_DATA=<DIR>.",
+        data_dir,
+        fetch=_download_usps if download else None,
+        source=USPS_URL,
     )
 
 

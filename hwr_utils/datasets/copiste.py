@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..data import ChecksumError, DataNotFoundError, candidate_roots, default_root, md5sum
+from ..data import ChecksumError, find_data, md5sum
 from ..lines import LINE_HEIGHT  # every line image is this many pixels tall
 from ..preprocess import ImageError, load_image, to_gray
 
@@ -80,31 +80,19 @@ def _has_files(root: Path) -> bool:
 
 def find_copiste(data_dir: str | os.PathLike | None = None, download: bool = True) -> Path:
     """Return the root folder holding ``COPISTE/pages``, ``COPISTE/alto`` and
-    ``COPISTE/MD5SUMS``, searched like MNIST; when missing, download the shipped list's pages
-    into :func:`hwr_utils.data.default_root`. Raises
+    ``COPISTE/MD5SUMS``, searched like MNIST (:func:`~hwr_utils.data.find_data`); when missing,
+    download the shipped list's pages into :func:`hwr_utils.data.default_root`. Raises
     :class:`~hwr_utils.data.DataNotFoundError` naming the places searched."""
-    places = candidate_roots(data_dir)
-    for _, root in places:
-        if _has_files(root):
-            return root
-    wanted = "pages/*.png, alto/*.xml and MD5SUMS"
-    if data_dir is not None:
-        raise DataNotFoundError(
-            f"COPISTE is not in {dataset_dir(data_dir)} (given with --data-dir / data_dir): "
-            f"put {wanted} there, or leave the option out to use HWR_DATA, ./data or a download"
-        )
-    looked = "\n".join(f"  - {dataset_dir(root)}  (from {label})" for label, root in places)
-    reason = "Downloading was disabled."
-    if download:
-        try:
-            _download(default_root())
-            return default_root()
-        except Exception as error:  # offline, a moved repository, a file not the expected one
-            reason = f"The download from GitHub failed: {error}"
-    raise DataNotFoundError(
-        f"COPISTE was not found. Looked for {wanted} in:\n{looked}\n{reason}\nFix: copy the "
-        "COPISTE folder into <DIR>/ (so that <DIR>/COPISTE/pages exists) and pass --data-dir "
-        "<DIR> or set HWR_DATA=<DIR>."
+    return find_data(
+        "COPISTE",
+        dataset_dir,
+        _has_files,
+        "pages/*.png, alto/*.xml and MD5SUMS",
+        "copy the COPISTE folder into <DIR>/ (so that <DIR>/COPISTE/pages exists) and pass "
+        "--data-dir <DIR> or set HWR_DATA=<DIR>.",
+        data_dir,
+        fetch=_download if download else None,
+        source="GitHub",
     )
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import ChecksumError, DataNotFoundError, candidate_roots, md5sum
+from ..data import ChecksumError, find_data, md5sum
 
 QMNIST_MD5 = {
     "qmnist-train-labels.tsv.gz": "dd6774ccdd27d78aba65dced61be5c76",
@@ -44,18 +44,24 @@ class Writers:
 
 
 def find_qmnist(data_dir: str | os.PathLike | None = None) -> Path:
-    """The folder holding QMNIST's two label files, searched like MNIST. Missing, it raises
+    """The folder holding QMNIST's two label files, searched like MNIST
+    (:func:`~hwr_utils.data.find_data`). Missing, it raises
     :class:`~hwr_utils.data.DataNotFoundError` saying where to put them."""
-    places = candidate_roots(data_dir)
-    for _, root in places:
-        if all((Path(root) / "QMNIST" / name).is_file() for name in QMNIST_MD5):
-            return Path(root) / "QMNIST"
-    looked = "\n".join(f"  - {Path(root) / 'QMNIST'}  (from {label})" for label, root in places)
-    raise DataNotFoundError(
-        f"QMNIST's label files ({', '.join(QMNIST_MD5)}) were not found. Looked in:\n{looked}\n"
-        f"Fix: copy them from {QMNIST_URL} into <DIR>/QMNIST/ and pass --data-dir <DIR> or set "
-        "HWR_DATA=<DIR>."
+    root = find_data(
+        "QMNIST",
+        qmnist_dir,
+        lambda root: all((qmnist_dir(root) / name).is_file() for name in QMNIST_MD5),
+        f"its label files ({', '.join(QMNIST_MD5)})",
+        f"copy them from {QMNIST_URL} into <DIR>/QMNIST/ and pass --data-dir <DIR> or set "
+        "HWR_DATA=<DIR>.",
+        data_dir,
     )
+    return qmnist_dir(root)
+
+
+def qmnist_dir(root: str | os.PathLike) -> Path:
+    """The folder that holds QMNIST's label files under a data ``root``: ``<root>/QMNIST``."""
+    return Path(root) / "QMNIST"
 
 
 def load_mnist_writers(
