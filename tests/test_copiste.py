@@ -199,7 +199,6 @@ def test_missing_data_names_the_places_searched(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HWR_DATA", str(tmp_path / "nowhere"))
     monkeypatch.setattr(data, "default_root", lambda: tmp_path / "repo" / "data")
-    monkeypatch.setattr(copiste, "default_root", lambda: tmp_path / "repo" / "data")
 
     def offline(root):
         raise OSError("network unreachable")
