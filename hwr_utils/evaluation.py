@@ -104,6 +104,8 @@ def line_report(
         "lines_without_consent": len(own),
         "cer_without_consent": cer([texts[i] for i in own], [refs[i] for i in own]),
         "wer_without_consent": wer([texts[i] for i in own], [refs[i] for i in own]),
+        "cer_greedy_without_consent": cer([greedy_texts[i] for i in own], [refs[i] for i in own]),
+        "wer_greedy_without_consent": wer([greedy_texts[i] for i in own], [refs[i] for i in own]),
         "per_writer_cer": {
             writer: cer([texts[i] for i in index], [refs[i] for i in index])
             for writer, index in sorted(by_writer.items())

@@ -86,6 +86,7 @@ def test_evaluate_reports_cer_wer_and_each_writer(line_reader, run_cli):
     assert code == 0 and report["split"] == "test" and report["decoding"] == "greedy"
     assert report["cer"] == report["cer_greedy"] and 0 < report["cer"]
     assert report["lines_without_consent"] < report["lines"]
+    assert report["cer_greedy_without_consent"] == report["cer_without_consent"]
     assert len(report["per_writer_cer"]) == 24 and len(report["readings"]) == report["lines"]
     # The writers' rates are rates of their own lines: the overall one lies among them.
     rates = report["per_writer_cer"].values()

@@ -1,0 +1,126 @@
+"""The line reader's default recipe over several seeds (Part V): validation and test CER and WER,
+greedy and with the language model, with and without the consent lines, and what decoding costs
+per line.
+
+    python benchmarks/line_reader_seeds.py --json benchmarks/results/line_reader_seeds.json
+    python benchmarks/line_reader_seeds.py --smoke      # a tiny reader on 48 lines, 2 seeds
+
+Seed ``s`` trains ``hwr train --data copiste --seed s`` into ``FOLDER/line_reader.seed{s}.pt``
+(about an hour a seed on 2 CPU cores). A finished checkpoint there is scored as it is and an
+interrupted one is resumed, so the seeds can be trained one at a time, on other machines, or
+beside other work (``OMP_NUM_THREADS=1``), and the script run again to collect them.
+The time per line is the model's forward pass over the test lines in batches, then each
+decoding of its outputs one line at a time. Figures are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from hwr_utils.bench.engines import describe_machine
+from hwr_utils.checkpoints import load_checkpoint, load_model
+from hwr_utils.config import TrainConfig
+from hwr_utils.datasets import load_dataset
+from hwr_utils.evaluation import line_report
+from hwr_utils.lm import LineDecoder
+from hwr_utils.predict import predict_lines
+from hwr_utils.train import fit
+
+#: The figures kept per seed, from :func:`hwr_utils.evaluation.line_report` on the test lines.
+TEST_KEYS = tuple(
+    f"{rate}{decoding}{lines}"
+    for lines in ("", "_without_consent")
+    for decoding in ("", "_greedy")
+    for rate in ("cer", "wer")
+)
+
+
+def train_seed(seed: int, folder: Path, smoke: bool) -> Path:
+    """The default recipe's checkpoint for ``seed``: trained, resumed, or found finished."""
+    out = folder / f"line_reader.seed{seed}.pt"
+    values = {"model": "line_reader", "seed": seed, "out": str(out), "progress": not smoke}
+    if smoke:
+        values.update(epochs=1, train_limit=48, model_config={"width": 8, "hidden": 32})
+    config = TrainConfig(**values)
+    if out.is_file():
+        done = load_checkpoint(out)
+        if done["epoch"] >= config.epochs and "test" in done.get("metrics", {}):
+            return out
+        config = TrainConfig(**values, resume=True)
+    fit(config)
+    return out
+
+
+def score_seed(path: Path, smoke: bool) -> dict[str, float]:
+    """Validation CER (greedy, from training), the test figures of ``TEST_KEYS`` and the time
+    per line of the forward pass, greedy decoding and decoding with the language model."""
+    checkpoint = load_checkpoint(path)
+    model, _ = load_model(path)
+    test = load_dataset("copiste").test
+    if smoke:
+        test = test.subset(torch.arange(20))
+    device = torch.device("cpu")
+    tic = time.perf_counter()
+    outputs = predict_lines(model, test.images, test.widths, device)
+    forward = time.perf_counter() - tic
+    tic = time.perf_counter()
+    line_report(outputs, test, checkpoint["class_names"], None)
+    greedy_time = time.perf_counter() - tic
+    tic = time.perf_counter()
+    decoder = LineDecoder.from_state(checkpoint["decoder"])
+    report = line_report(outputs, test, checkpoint["class_names"], decoder)
+    # line_report decodes greedily inside too: the language model's own cost is the difference.
+    lm_time = time.perf_counter() - tic - greedy_time
+    return {
+        "seed": checkpoint["train_config"]["seed"],
+        "epochs": checkpoint["epoch"],
+        "train_seconds": checkpoint["train_seconds"],
+        "val_cer_greedy": checkpoint["metrics"]["val"]["cer"],
+        "alpha": decoder.alpha,
+        "beta": decoder.beta,
+        **{f"test_{key}": report[key] for key in TEST_KEYS},
+        "test_lines": len(test),
+        "ms_per_line_forward": 1000 * forward / len(test),
+        "ms_per_line_greedy": 1000 * greedy_time / len(test),
+        "ms_per_line_lm": 1000 * lm_time / len(test),
+    }
+
+
+def mean_sd(values: list[float]) -> str:
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.4f} +- {spread:.4f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--folder", default="checkpoints", help="where the seeds' checkpoints go")
+    parser.add_argument("--smoke", action="store_true", help="a tiny reader on 48 lines, 2 seeds")
+    parser.add_argument("--json", default=None, help="write every seed's figures to this file")
+    args = parser.parse_args()
+    print(describe_machine())
+    folder = Path(tempfile.mkdtemp(prefix="hwr-line-seeds-")) if args.smoke else Path(args.folder)
+    seeds = min(args.seeds, 2) if args.smoke else args.seeds
+    runs = []
+    for seed in range(seeds):
+        runs.append(score_seed(train_seed(seed, folder, args.smoke), args.smoke))
+        print(f"  seed {seed}: " + json.dumps(runs[-1]), flush=True)
+    print(f"\nline_reader, {seeds} seeds, test lines: {runs[0]['test_lines']}")
+    for key in ("val_cer_greedy", *(f"test_{k}" for k in TEST_KEYS)):
+        print(f"  {key:34}{mean_sd([r[key] for r in runs]):>18}")
+    for key in ("ms_per_line_forward", "ms_per_line_greedy", "ms_per_line_lm", "train_seconds"):
+        print(f"  {key:34}{statistics.mean(r[key] for r in runs):>12.1f}")
+    if args.json:
+        result = {"machine": describe_machine(), "runs": runs}
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
