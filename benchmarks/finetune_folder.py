@@ -58,7 +58,9 @@ def main() -> None:
     args = parser.parse_args()
 
     print(describe_machine())
-    base = load_or_train(args.checkpoint, smoke=args.smoke)[1]["path"]  # smoke: maybe a small one
+    _, checkpoint = load_or_train(args.checkpoint, smoke=args.smoke)  # smoke: maybe a small one
+    base = checkpoint["path"]
+    print(f"base model: {checkpoint['model']} from {base}")
     seeds = [0] if args.smoke else list(range(args.seeds))
     per_class = 10 if args.smoke else args.per_class
     train, test = load_usps()

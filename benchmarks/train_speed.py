@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--json", default=None, help="write the results to this file")
     args = parser.parse_args()
-    eval_every = args.eval_every or (500 if args.smoke else 5000)
+    eval_every = args.eval_every or (1000 if args.smoke else 5000)
 
     machine = describe_machine()
     print(machine)

@@ -1,5 +1,6 @@
 """The oldest PyTorch that ``pyproject.toml`` allows still trains, saves, loads and exports
-every model (ONNX with a parity check, ``torch.export``).
+every model (ONNX with a parity check, ``torch.export``, whose refusal of a reader's dynamic
+width is shown on the number reader).
 
 The lower bounds are what this test installs: raise them together. It builds a virtual
 environment of its own with those versions (every other package at the lock's version) and
@@ -47,16 +48,21 @@ SCRIPT = textwrap.dedent(
     from hwr_utils.models import MODELS
     from hwr_utils.train import fit
 
+    # torch.export refuses a GRU with a dynamic width after a minute of trying; the number
+    # reader shows that refusal, so the line reader, the same layers, is exported to ONNX only.
+    FORMATS = {"line_reader": ("onnx",)}
     print("torch", torch.__version__)
     folder = Path(tempfile.mkdtemp())
     for name in MODELS:
-        limit = 64 if name == "crnn" else 512
+        limit = {"crnn": 64, "line_reader": 32}.get(name, 512)
+        # The line reader is the number reader's layers at another size: a tiny one will do.
+        size = {"width": 8, "hidden": 32} if name == "line_reader" else {}
         config = TrainConfig(model=name, epochs=1, batch_size=32, train_limit=limit,
                              val_size=100, out=str(folder / f"{name}.pt"), progress=False,
-                             device="cpu")
+                             device="cpu", model_config=size)
         fit(config)
         load_model(config.out)
-        for fmt in ("onnx", "pt2"):
+        for fmt in FORMATS.get(name, ("onnx", "pt2")):
             try:
                 out, difference = export_model(config.out, fmt)
             except ConfigError as error:  # the one refusal the library documents
@@ -95,7 +101,8 @@ def test_the_oldest_supported_torch_trains_and_exports_every_model(tmp_path):
     results = {tuple(line.split()[:2]): line for line in lines[1:]}
     from hwr_utils.models import MODEL_TASKS, MODELS
 
-    assert set(results) == {(name, fmt) for name in MODELS for fmt in ("onnx", "pt2")}
+    expected = {(name, fmt) for name in MODELS for fmt in ("onnx", "pt2")}
+    assert set(results) == expected - {("line_reader", "pt2")}
     refused = {key for key, line in results.items() if " refused " in line}
     # Only a reader's dynamic width may be refused by torch.export, with a pointer to ONNX.
     assert refused <= {(name, "pt2") for name in MODEL_TASKS}, refused

@@ -23,6 +23,16 @@ def test_the_books_demo_files_are_the_pinned_runtime_and_the_listed_models():
     assert manifest["onnxruntime_web"]["version"] == web_demo.ORT_WEB_VERSION
 
 
+def test_the_manifest_names_each_models_classes_as_its_file_does():
+    pytest.importorskip("onnxruntime")
+    from hwr_utils.checkpoints import load_model
+
+    manifest = json.loads((web_demo.DEMO / web_demo.MANIFEST).read_text())
+    for name, record in manifest["models"].items():
+        _, card = load_model(web_demo.DEMO / name)
+        assert record["class_names"] == card["class_names"], name
+
+
 def test_a_changed_or_unlisted_file_is_reported(tmp_path):
     folder = tmp_path / "demo"
     shutil.copytree(web_demo.DEMO, folder)

@@ -115,7 +115,8 @@ def fetch_runtime(
 
 def export_models(folder: Path = DEMO, root: Path = ROOT) -> dict[str, dict]:
     """Export each of :data:`MODELS` to ONNX in ``folder`` (parity-checked, as ``hwr export``
-    does) and return what the manifest records of each: its checkpoint and test metrics."""
+    does) and return what the manifest records of each: its checkpoint, test metrics and class
+    names (the page shows the class names, not output indices)."""
     from ..checkpoints import load_checkpoint
 
     records = {}
@@ -129,6 +130,7 @@ def export_models(folder: Path = DEMO, root: Path = ROOT) -> dict[str, dict]:
             "task": checkpoint["task"],
             "test_accuracy": test.get("accuracy"),
             "seed": checkpoint["train_config"].get("seed"),
+            "class_names": list(checkpoint["class_names"]),
         }
     return records
 

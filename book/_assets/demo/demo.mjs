@@ -13,6 +13,10 @@ import { digitImage, FIELD, greedyDecode, numberStrip, softmax } from "./preproc
 ort.env.wasm.numThreads = 1;
 
 const find = (name) => document.querySelector(`[data-hwr="${name}"]`);
+// Each model's class names (its model card's, recorded in the manifest): the page shows them,
+// not the index of an output.
+const manifest = fetch(new URL("./manifest.json", import.meta.url)).then((r) => r.json());
+const classNames = async (file) => (await manifest).models[file].class_names;
 const status = find("status");
 
 // A canvas to draw on with mouse, pen or finger: white ink on black, as MNIST's digits are.
@@ -82,10 +86,10 @@ function showInput(canvas, image) {
   context.putImageData(picture, 0, 0);
 }
 
-function showTop3(list, probabilities) {
+function showTop3(list, probabilities, names) {
   list.replaceChildren();
   if (probabilities === null) return;
-  const ranked = probabilities.map((p, digit) => [p, digit]).sort((a, b) => b[0] - a[0]);
+  const ranked = probabilities.map((p, k) => [p, names[k]]).sort((a, b) => b[0] - a[0]);
   for (const [p, digit] of ranked.slice(0, 3)) {
     const row = document.createElement("li");
     const bar = document.createElement("span");
@@ -129,6 +133,7 @@ async function startDigit(state) {
     ort.InferenceSession.create(new URL("./hwrnet.onnx", import.meta.url).href),
   );
   state.sessionMs = ms;
+  const names = await classNames("hwrnet.onnx");
   const prediction = find("prediction"), top3 = find("top3"), input = find("input");
   // Returns whether the model ran (no ink: nothing to time).
   const update = latestOnly(state, async () => {
@@ -137,16 +142,16 @@ async function startDigit(state) {
     showInput(input, image);
     if (image === null) {
       prediction.textContent = "";
-      showTop3(top3, null);
+      showTop3(top3, null, names);
       return false;
     }
     const pixels = Float32Array.from(image, (v) => v / 255);
     const tensor = new ort.Tensor("float32", pixels, [1, 1, FIELD, FIELD]);
     const { logits } = await session.run({ images: tensor });
     const probabilities = softmax(logits.data);
-    prediction.textContent = String(probabilities.indexOf(Math.max(...probabilities)));
+    prediction.textContent = names[probabilities.indexOf(Math.max(...probabilities))];
     state.lastProbabilities = probabilities;
-    showTop3(top3, probabilities);
+    showTop3(top3, probabilities, names);
     return true;
   });
   const pad = drawingPad(find("canvas"), 22, update); // a pen wider than the 20-pixel box
@@ -162,6 +167,7 @@ async function startNumber(state) {
     ort.InferenceSession.create(new URL("./crnn.onnx", import.meta.url).href),
   );
   state.sessionMs = ms;
+  const alphabet = await classNames("crnn.onnx");
   const reading = find("number-reading");
   const update = latestOnly(state, async () => {
     const strip = numberStrip(pad.pixels());
@@ -174,7 +180,7 @@ async function startNumber(state) {
     const { logits } = await session.run({ images: tensor });
     const [, columns, units] = logits.dims;
     const { symbols, confidence } = greedyDecode(logits.data, columns, units);
-    reading.textContent = state.lastText = symbols.join("");
+    reading.textContent = state.lastText = symbols.map((unit) => alphabet[unit]).join("");
     reading.title = `confidence ${confidence.toFixed(3)}`;
     return true;
   });
