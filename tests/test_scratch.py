@@ -105,3 +105,30 @@ def test_receptive_field_formula_matches_autograd():
     hwrnet = build_model("hwrnet").features
     layers = [(3, 1), (2, 2), (3, 1), (3, 1), (2, 2), (3, 1), (2, 2)]
     assert scratch.measured_receptive_field(hwrnet) == scratch.receptive_field(layers)
+
+
+def test_backpropagation_by_hand_is_autograds():
+    torch.manual_seed(0)
+    x, targets = torch.randn(8, 20, dtype=torch.float64), torch.randint(0, 5, (8,))
+    params = {
+        "W1": torch.randn(20, 16, dtype=torch.float64, requires_grad=True),
+        "b1": torch.randn(16, dtype=torch.float64, requires_grad=True),
+        "W2": torch.randn(16, 5, dtype=torch.float64, requires_grad=True),
+        "b2": torch.randn(5, dtype=torch.float64, requires_grad=True),
+    }
+    logits, saved = scratch.mlp_forward(x, params)
+    assert_close(logits, F.relu(x @ params["W1"] + params["b1"]) @ params["W2"] + params["b2"])
+    F.cross_entropy(logits, targets).backward()
+    by_hand = scratch.mlp_backward(logits.detach(), targets, saved, params)
+    for name, value in params.items():
+        assert_close(by_hand[name], value.grad, msg=name)
+
+
+def test_nearest_neighbour_is_scikit_learns():
+    neighbors = pytest.importorskip("sklearn.neighbors")
+    torch.manual_seed(0)
+    train_x, train_y = torch.rand(300, 1, 6, 6), torch.randint(0, 10, (300,))
+    query = torch.rand(57, 1, 6, 6)
+    reference = neighbors.KNeighborsClassifier(n_neighbors=1).fit(train_x.flatten(1), train_y)
+    expected = torch.from_numpy(reference.predict(query.flatten(1)))
+    assert torch.equal(scratch.nearest_neighbour(train_x, train_y, query, chunk=10), expected)

@@ -1,6 +1,8 @@
 """From-scratch versions of what PyTorch does for us, for the book to teach and the tests to
 check against PyTorch (``torch.testing.assert_close``). Clear rather than fast.
 
+Preliminaries: :func:`mlp_forward`, :func:`mlp_backward` (backpropagation by hand through a
+two-layer network), :func:`nearest_neighbour` (the pixel-distance baseline).
 Convolution and pooling: :func:`conv_output_size`, :func:`conv2d_loops`, :func:`conv2d_im2col`,
 :func:`conv2d_fft`, :func:`max_pool2d`, :func:`min_pool2d`. Softmax and loss:
 :func:`softmax_naive`, :func:`softmax`, :func:`log_softmax`, :func:`cross_entropy`,
@@ -15,6 +17,56 @@ from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
+
+# --- preliminaries: backpropagation by hand, a baseline -------------------------------------
+
+
+def mlp_forward(
+    x: torch.Tensor, params: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Logits of a two-layer network, ``relu(x W1 + b1) W2 + b2``, for ``x`` (N, D), and what the
+    backward pass needs (the chapter "Preliminaries"). ``params``: ``W1`` (D, H), ``b1`` (H,),
+    ``W2`` (H, C), ``b2`` (C,)."""
+    z = x @ params["W1"] + params["b1"]  # (N, H): before the ReLU
+    h = z.clamp(min=0)  # (N, H): after it
+    logits = h @ params["W2"] + params["b2"]  # (N, C)
+    return logits, {"x": x, "z": z, "h": h}
+
+
+def mlp_backward(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    saved: dict[str, torch.Tensor],
+    params: dict[str, torch.Tensor],
+) -> dict[str, torch.Tensor]:
+    """The gradients of the mean cross-entropy of ``logits`` with respect to every parameter of
+    :func:`mlp_forward`, by the chain rule, one layer at a time from the loss back to the input:
+    what ``loss.backward()`` computes. Checked against autograd."""
+    g_logits = cross_entropy_grad(logits, targets)  # (p - t) / N: the loss is a batch mean
+    g_w2 = saved["h"].T @ g_logits  # logits = h W2 + b2
+    g_b2 = g_logits.sum(0)
+    g_h = g_logits @ params["W2"].T
+    g_z = g_h * (saved["z"] > 0)  # the ReLU passes the gradient where it passed the input
+    g_w1 = saved["x"].T @ g_z  # z = x W1 + b1
+    g_b1 = g_z.sum(0)
+    return {"W1": g_w1, "b1": g_b1, "W2": g_w2, "b2": g_b2}
+
+
+def nearest_neighbour(
+    train_x: torch.Tensor, train_y: torch.Tensor, query: torch.Tensor, chunk: int = 1000
+) -> torch.Tensor:
+    """The label of each ``query`` row's nearest ``train_x`` row (Euclidean distance over the
+    pixels; rows are flattened images). Distances come from
+    ``|q - t|^2 = |q|^2 - 2 q.t + |t|^2``, one matrix product per ``chunk`` of queries."""
+    train_x = train_x.flatten(1).float()
+    squared = (train_x * train_x).sum(1)
+    labels = []
+    for part in query.flatten(1).float().split(chunk):
+        # |q|^2 is the same for every training row: it does not change which one is nearest.
+        distances = squared - 2 * part @ train_x.T
+        labels.append(train_y[distances.argmin(1)])
+    return torch.cat(labels)
+
 
 # --- convolution and pooling ----------------------------------------------------------------
 
