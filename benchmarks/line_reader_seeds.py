@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from hwr_utils.bench.engines import describe_machine
+from hwr_utils.bench.engines import describe_machine, mean_and_spread
 from hwr_utils.checkpoints import load_checkpoint, load_model
 from hwr_utils.config import TrainConfig
 from hwr_utils.datasets import load_dataset
@@ -93,11 +93,6 @@ def score_seed(path: Path, smoke: bool) -> dict[str, float]:
     }
 
 
-def mean_sd(values: list[float]) -> str:
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.4f} +- {spread:.4f}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
@@ -114,7 +109,7 @@ def main() -> None:
         print(f"  seed {seed}: " + json.dumps(runs[-1]), flush=True)
     print(f"\nline_reader, {seeds} seeds, test lines: {runs[0]['test_lines']}")
     for key in ("val_cer_greedy", *(f"test_{k}" for k in TEST_KEYS)):
-        print(f"  {key:34}{mean_sd([r[key] for r in runs]):>18}")
+        print(f"  {key:34}{mean_and_spread([r[key] for r in runs]):>18}")
     for key in ("ms_per_line_forward", "ms_per_line_greedy", "ms_per_line_lm", "train_seconds"):
         print(f"  {key:34}{statistics.mean(r[key] for r in runs):>12.1f}")
     if args.json:

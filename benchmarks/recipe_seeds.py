@@ -20,7 +20,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from hwr_utils.bench.engines import describe_machine
+from hwr_utils.bench.engines import describe_machine, mean_and_spread
 from hwr_utils.config import TrainConfig
 from hwr_utils.train import fit
 
@@ -31,11 +31,6 @@ CANDIDATES = {
     "augment 1.5, 6 epochs": {"augment": 1.5},
     "augment 1, 12 epochs": {"augment": 1.0, "epochs": 12},
 }
-
-
-def summary(values: list[float]) -> str:
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.4f} +- {spread:.4f}"
 
 
 def main() -> None:
@@ -72,8 +67,8 @@ def main() -> None:
         results[name] = runs
     print(f"\n{'candidate':28}{'validation':>18}{'test':>18}{'train s':>9}")
     for name, runs in results.items():
-        val = summary([r["val_accuracy"] for r in runs])
-        test = summary([r["test_accuracy"] for r in runs])
+        val = mean_and_spread([r["val_accuracy"] for r in runs])
+        test = mean_and_spread([r["test_accuracy"] for r in runs])
         seconds = statistics.mean(r["train_seconds"] for r in runs)
         print(f"{name:28}{val:>18}{test:>18}{seconds:9.0f}")
     print("hwrnet")  # tests/test_benchmarks.py looks for the model's name

@@ -143,3 +143,10 @@ def test_every_engine_agrees_with_eager(tiny_checkpoint, mnist, tmp_path):
             else:
                 assert agreement == 1.0, name
         assert engines["onnxruntime int8"](images[:1]).shape == (1, 10)  # dynamic batch
+
+
+def test_figures_over_seeds_print_the_mean_and_the_sample_spread():
+    from hwr_utils.bench.engines import mean_and_spread
+
+    assert mean_and_spread([0.25, 0.5, 0.75]) == "0.5000 +- 0.2500"  # sample std: n - 1
+    assert mean_and_spread([0.9]) == "0.9000 +- 0.0000"

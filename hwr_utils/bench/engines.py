@@ -99,6 +99,15 @@ def inference_engines(
     }
 
 
+def mean_and_spread(values: list[float]) -> str:
+    """``"mean +- sample standard deviation"`` of figures over seeds, to four decimals (the
+    spread is 0 for a single value): how the seed benchmarks print a result."""
+    import statistics
+
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.4f} +- {spread:.4f}"
+
+
 def describe_machine() -> str:
     """CPU model, cores, threads, PyTorch version and CPU features: what benchmark figures need
     beside them to mean anything."""
