@@ -1,8 +1,10 @@
 """The book's roadmap: one figure of the whole pipeline, from a photo to an exported model, drawn
 once per chapter with the stages that chapter teaches highlighted, and shown under its title.
 
-    python -m hwr_utils.teaching.roadmap           # (re)draw book/figures/roadmap/*.svg
-    python -m hwr_utils.teaching.roadmap --check   # list the drawings that are out of date (CI)
+Redraw the figures (``book/figures/roadmap/CHAPTER.svg``), or list those out of date (CI)::
+
+    python -m hwr_utils.teaching.roadmap
+    python -m hwr_utils.teaching.roadmap --check
 
 The drawings are made from :data:`STAGES` and :data:`CHAPTER_STAGES` by matplotlib, with fixed
 metadata and a fixed hash salt, so the same versions draw the same bytes and a test can check
