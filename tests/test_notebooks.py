@@ -120,6 +120,16 @@ def test_introduction_states_the_stored_runs_times():
         assert int(row.group(1)) == seconds, f"{chapter.stem}: {row.group(1)} s, stored {seconds} s"
 
 
+def test_introduction_states_each_chapters_reading_time():
+    from hwr_utils.teaching.notebooks import reading_minutes
+
+    intro = (BOOK / "intro.md").read_text(encoding="utf-8")
+    for chapter in CHAPTERS:
+        row = re.search(rf"\| {{doc}}`{chapter.stem}`[^|]*\| \d+ s \| (\d+) min \|", intro)
+        assert row, f"no reading time for {chapter.stem} in intro.md"
+        assert int(row.group(1)) == reading_minutes(chapter), chapter.stem
+
+
 def test_pytorch_error_messages_in_checked_cells_are_sanitized():
     # PyTorch rewords its errors between releases: a checked cell may show one (readers see the
     # real text), but nbval must compare it through book/nbval_sanitize.cfg.

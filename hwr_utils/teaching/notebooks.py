@@ -92,6 +92,23 @@ def load_or_train(
     return model_from_checkpoint(checkpoint), checkpoint
 
 
+def reading_minutes(chapter: str | os.PathLike, words_per_minute: int = 200) -> int:
+    """Minutes to read a chapter's prose: the words of the markdown cells a reader sees (not
+    the Colab badge, which the book removes) at ``words_per_minute``, rounded up. Code,
+    formulas and figures take longer and are not counted (the introduction's table)."""
+    import math
+    import re
+
+    nbformat = require("nbformat", "Reading a chapter")
+    cells = nbformat.read(chapter, as_version=4).cells
+    words = sum(
+        len(re.findall(r"\S+", cell.source))
+        for cell in cells
+        if cell.cell_type == "markdown" and "remove-cell" not in cell.metadata.get("tags", [])
+    )
+    return math.ceil(words / words_per_minute)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m hwr_utils.teaching.notebooks NOTEBOOK [-p NAME VALUE]... [--out PATH]``."""
     import argparse
