@@ -40,6 +40,7 @@ STAGES: dict[str, str] = {
 
 #: The stages each chapter teaches (its boxes are highlighted).
 CHAPTER_STAGES: dict[str, tuple[str, ...]] = {
+    "start_here": ("photo", "pixels", "network", "probabilities", "loss", "update", "evaluation"),
     "preliminaries": ("pixels", "network", "loss", "update"),
     "preprocessing": ("photo", "pixels"),
     "convolution": ("network",),
