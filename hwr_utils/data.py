@@ -132,13 +132,15 @@ def find_data(
     data_dir: str | os.PathLike | None = None,
     fetch: Callable[[Path], None] | None = None,
     source: str = "",
+    downloadable: bool = True,
 ) -> Path:
     """Return the first data root of :func:`candidate_roots` where ``has_files`` holds: the one
     finder behind MNIST, USPS, QMNIST and COPISTE. ``folder(root)`` is where the dataset's
     files lie under a root, ``wanted`` names them, ``fix`` says how to put them there.
 
     Missing everywhere, ``fetch`` (when given) downloads them from ``source`` into
-    :func:`default_root`; otherwise :class:`DataNotFoundError` names every place searched. An
+    :func:`default_root` (``downloadable=False``: the library has no download for it);
+    otherwise :class:`DataNotFoundError` names every place searched. An
     explicit ``data_dir`` without the files is an error naming that folder: it is never
     replaced by another place.
     """
@@ -153,7 +155,7 @@ def find_data(
             f"put {wanted} there, or leave the option out to use {elsewhere}"
         )
     looked = "\n".join(f"  - {folder(root)}  (from {label})" for label, root in places)
-    reason = "Downloading was disabled."
+    reason = "Downloading was disabled." if downloadable else "The library does not download it."
     if fetch is not None:
         target = default_root()
         try:

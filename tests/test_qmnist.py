@@ -56,5 +56,19 @@ def test_files_of_another_mnist_are_refused(mnist, qmnist_folder, tmp_path):
 
 
 def test_missing_files_say_where_to_put_them(tmp_path):
-    with pytest.raises(DataNotFoundError, match="QMNIST"):
+    with pytest.raises(DataNotFoundError, match="QMNIST") as info:
         find_qmnist(tmp_path)
+    assert str(tmp_path / "QMNIST") in str(info.value) and "a download" not in str(info.value)
+
+
+def test_missing_everywhere_names_the_places_and_offers_no_download(tmp_path, monkeypatch):
+    from hwr_utils import data
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HWR_DATA", str(tmp_path / "nowhere"))
+    monkeypatch.setattr(data, "default_root", lambda: tmp_path / "repo" / "data")
+    with pytest.raises(DataNotFoundError) as info:
+        find_qmnist()
+    message = str(info.value)
+    assert str(tmp_path / "nowhere" / "QMNIST") in message
+    assert "does not download it" in message and "qmnist" in message.lower()

@@ -55,6 +55,7 @@ def find_qmnist(data_dir: str | os.PathLike | None = None) -> Path:
         f"copy them from {QMNIST_URL} into <DIR>/QMNIST/ and pass --data-dir <DIR> or set "
         "HWR_DATA=<DIR>.",
         data_dir,
+        downloadable=False,
     )
     return qmnist_dir(root)
 
