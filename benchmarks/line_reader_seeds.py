@@ -61,8 +61,7 @@ def train_seed(seed: int, folder: Path, smoke: bool) -> Path:
 def score_seed(path: Path, smoke: bool) -> dict[str, float]:
     """Validation CER (greedy, from training), the test figures of ``TEST_KEYS`` and the time
     per line of the forward pass, greedy decoding and decoding with the language model."""
-    checkpoint = load_checkpoint(path)
-    model, _ = load_model(path)
+    model, checkpoint = load_model(path)  # the checkpoint too: one read of the file
     test = load_dataset("copiste").test
     if smoke:
         test = test.subset(torch.arange(20))
