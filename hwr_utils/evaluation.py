@@ -1,28 +1,65 @@
-"""Scoring a trained model on test data: what ``hwr evaluate`` prints, as a Python function
-(introduced in the evaluation chapter; the fine-tuning chapter scores folders with it).
+"""Scoring a model: :func:`evaluate`, the task's metrics on a batch of tensors (what
+:func:`~hwr_utils.train.fit` measures on validation every epoch), and :func:`evaluate_model`,
+what ``hwr evaluate`` prints, as a Python function (introduced in the evaluation chapter; the
+fine-tuning chapter scores folders with it).
 
-Works with any model file :func:`~hwr_utils.checkpoints.load_model` opens (a checkpoint, an
-ONNX or ``.pt2`` export) and any dataset spec (:mod:`hwr_utils.datasets`). Nothing here imports
-the training engine.
+:func:`evaluate_model` works with any model file :func:`~hwr_utils.checkpoints.load_model`
+opens (a checkpoint, an ONNX or ``.pt2`` export) and any dataset spec
+(:mod:`hwr_utils.datasets`). Nothing here imports the training engine: the engine imports this.
 """
 
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from .checkpoints import load_model, task_from_checkpoint
-from .ctc import greedy_decode
 from .data import to_float
 from .datasets import default_data, evaluation_split
 from .digit_strings import TEST_SEED
+from .distributed import broadcast_buffers, current_world, sum_over_processes
+from .lines import crop_to_widest, ink_widths
 from .lm import LineDecoder, cer, wer
 from .metrics import classification_report
 from .predict import predict_lines, predict_logits
 from .runtime import pick_device
+from .tasks import Classification, LineRecognition, Task
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    device: torch.device,
+    task: Task | None = None,
+    batch_size: int = 1000,
+) -> dict[str, float]:
+    """The task's metrics of ``model`` (eval mode) on ``images`` (pixels in [0, 1]); for a
+    classifier the plain cross-entropy ``loss`` and the ``accuracy``.
+
+    In data-parallel training each process scores every world-size-th image with rank 0's
+    weights and buffers, and the totals are added up: every image counted once."""
+    task = Classification() if task is None else task
+    model.eval()
+    world = current_world()
+    broadcast_buffers(model)
+    images, targets = images[world.rank :: world.size], targets[world.rank :: world.size]
+    if task.crop_batches:  # lines: batches of similar widths, each cropped to its widest
+        order = ink_widths(images).argsort(stable=True)
+        images, targets = images[order], targets[order]
+    sums = Counter()
+    for i in range(0, len(targets), batch_size):
+        x = images[i : i + batch_size]
+        x = crop_to_widest(x) if task.crop_batches else x
+        outputs = model(x.to(device)).float().cpu()
+        sums.update(task.sums(outputs, targets[i : i + batch_size]))
+    return task.metrics(sum_over_processes(sums))
 
 
 def evaluate_model(
@@ -59,10 +96,11 @@ def evaluate_model(
             "split": split,
             **line_report(outputs, examples, task.class_names, decoder),
         }
-    outputs = predict_logits(model, to_float(examples.images), device, batch_size=500)
+    images = to_float(examples.images)
     if task.name == "classification":
+        outputs = predict_logits(model, images, device, batch_size=500)
         return classification_report(examples.labels, task.decode(outputs), task.class_names)
-    metrics = task.metrics(task.sums(outputs, examples.labels))
+    metrics = evaluate(model, images, examples.labels, device, task, batch_size=500)
     lengths = sorted(int(k.split("_")[1]) for k in metrics if k.startswith("accuracy_"))
     report = {
         "data": spec,
@@ -87,7 +125,8 @@ def line_report(
     (the fair figure: the test writers' own texts are new to the model), and the CER of each
     writer. Rates are computed on the transcripts as written, symbols the model cannot write
     included."""
-    greedy_texts = ["".join(alphabet[i] for i in greedy_decode(o.unsqueeze(0))[0]) for o in outputs]
+    greedy = LineRecognition(class_names=alphabet).texts
+    greedy_texts = [greedy(o.unsqueeze(0))[0] for o in outputs]
     texts = greedy_texts if decoder is None else [decoder(o.unsqueeze(0))[0] for o in outputs]
     refs = list(lines.texts)
     own = [i for i, consent in enumerate(lines.consent.tolist()) if not consent]

@@ -15,11 +15,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .ctc import best_path_confidence, greedy_decode
+from .ctc import best_path_confidence
 from .data import to_float
 from .digit_strings import segment_strip
 from .errors import first_line
 from .preprocess import ImageError, load_image, preprocess_number_photo, preprocess_photo
+from .tasks import Classification, CTCRecognition
 
 
 @torch.no_grad()
@@ -104,16 +105,14 @@ def read_files(
     it is. Results keep input order.
     """
     model.eval()
+    decoder = decoder or CTCRecognition(class_names=class_names).texts  # greedy
     results: list[dict[str, Any]] = []
     for path in paths:
         image = _preprocessed(path, preprocess, results)
         if image is None:
             continue
         outputs = model(to_float(torch.as_tensor(np.asarray(image)).unsqueeze(0))).float()
-        if decoder is None:
-            text = "".join(class_names[i] for i in greedy_decode(outputs)[0])
-        else:
-            text = decoder(outputs)[0]
+        text = decoder(outputs)[0]
         confidence = round(float(best_path_confidence(outputs)[0]), 6)
         results.append({"path": str(path), "text": text, "confidence": confidence})
     return results
@@ -151,6 +150,7 @@ def read_by_segmentation(
     ink (:func:`~hwr_utils.digit_strings.segment_strip`) and classify each with a one-digit
     ``model``. Chapter "Reading whole numbers", against the CTC reader."""
     model.eval()
+    task = Classification(class_names=class_names)
     texts = []
     for strip in strips.numpy():
         digits = segment_strip(strip)
@@ -158,5 +158,5 @@ def read_by_segmentation(
             texts.append("")
             continue
         logits = model(to_float(torch.from_numpy(np.stack(digits)))).float()
-        texts.append("".join(class_names[i] for i in logits.argmax(1).tolist()))
+        texts.append("".join(task.texts(logits)))
     return texts

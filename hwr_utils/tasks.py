@@ -53,6 +53,10 @@ class Task(Protocol):
         """Predictions from model outputs."""
         ...
 
+    def texts(self, outputs: torch.Tensor) -> list[str]:
+        """What a person reads in each example's outputs: a class name, or a text."""
+        ...
+
     def config(self) -> dict[str, Any]:
         """The settings that rebuild this task with :func:`build_task`."""
         ...
@@ -110,6 +114,9 @@ class Classification:
     def decode(self, outputs: torch.Tensor) -> torch.Tensor:
         return outputs.argmax(1)
 
+    def texts(self, outputs: torch.Tensor) -> list[str]:
+        return [self.class_names[i] for i in self.decode(outputs).tolist()]
+
     def config(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -156,6 +163,12 @@ class CTCRecognition:
             row[: len(text)] = torch.tensor(text, dtype=torch.long)
         return decoded
 
+    def texts(self, outputs_or_targets: torch.Tensor) -> list[str]:
+        """Greedy readings of (N, T, C + 1) outputs, or the texts of (N, L) targets."""
+        rows = outputs_or_targets
+        indices = greedy_decode(rows) if rows.ndim == 3 else text_of(rows)
+        return ["".join(self.class_names[i] for i in row) for row in indices]
+
     def config(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -200,12 +213,6 @@ class LineRecognition(CTCRecognition):
     def metrics(self, sums: dict[str, float]) -> dict[str, float]:
         wer = sums.get("word_edits", 0) / max(sums.get("words", 0), 1)
         return {**super().metrics(sums), "wer": wer}
-
-    def texts(self, outputs_or_targets: torch.Tensor) -> list[str]:
-        """Greedy readings of (N, T, C + 1) outputs, or the texts of (N, L) targets."""
-        rows = outputs_or_targets
-        indices = greedy_decode(rows) if rows.ndim == 3 else text_of(rows)
-        return ["".join(self.class_names[i] for i in row) for row in indices]
 
 
 TASKS: dict[str, type] = {

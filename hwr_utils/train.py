@@ -1,10 +1,11 @@
-"""The training engine, read top to bottom: the optimizer, one step, one epoch, evaluation,
-then :func:`fit`, which runs them with validation, checkpoints and exact ``--resume``, in one
+"""The training engine, read top to bottom: the optimizer, one step, one epoch, then
+:func:`fit`, which runs them with validation, checkpoints and exact ``--resume``, in one
 process or, under ``torchrun``, in several (:mod:`hwr_utils.distributed`).
 
-In the manner of torchvision's classification reference (``train_one_epoch``, ``evaluate``),
-with the task seam of d2l: the engine asks a :class:`~hwr_utils.tasks.Task` for the loss and
-the metrics, so it trains any model the task describes. Introduced in the training chapter.
+In the manner of torchvision's classification reference (``train_one_epoch``; its
+``evaluate`` lives in :mod:`hwr_utils.evaluation`, shared with ``hwr evaluate``), with the task
+seam of d2l: the engine asks a :class:`~hwr_utils.tasks.Task` for the loss and the metrics, so
+it trains any model the task describes. Introduced in the training chapter.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ from .datasets import Dataset, Split, load_dataset
 from .distributed import (
     World,
     barrier,
-    broadcast_buffers,
     current_world,
     data_parallel,
     gather,
@@ -47,7 +47,8 @@ from .distributed import (
     sync_batchnorm,
 )
 from .errors import ConfigError
-from .lines import LineBatches, crop_to_widest, ink_widths
+from .evaluation import evaluate
+from .lines import LineBatches
 from .lm import CharNgram, LineDecoder, tune_fusion
 from .models import build_model, reset_classifier
 from .predict import predict_lines
@@ -148,37 +149,6 @@ def train_one_epoch(
         bar.set_postfix(loss=f"{batch_loss:.3f}")
     sums = sum_over_processes({**sums, "objective": total_loss})
     return {**task.metrics(sums), "loss": sums["objective"] / max(sums["count"], 1)}
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    images: torch.Tensor,
-    targets: torch.Tensor,
-    device: torch.device,
-    task: Task | None = None,
-    batch_size: int = 1000,
-) -> dict[str, float]:
-    """The task's metrics of ``model`` (eval mode) on ``images`` (pixels in [0, 1]); for a
-    classifier the plain cross-entropy ``loss`` and the ``accuracy``.
-
-    In data-parallel training each process scores every world-size-th image with rank 0's
-    weights and buffers, and the totals are added up: every image counted once."""
-    task = Classification() if task is None else task
-    model.eval()
-    world = current_world()
-    broadcast_buffers(model)
-    images, targets = images[world.rank :: world.size], targets[world.rank :: world.size]
-    if task.crop_batches:  # lines: batches of similar widths, each cropped to its widest
-        order = ink_widths(images).argsort(stable=True)
-        images, targets = images[order], targets[order]
-    sums = Counter()
-    for i in range(0, len(targets), batch_size):
-        x = images[i : i + batch_size]
-        x = crop_to_widest(x) if task.crop_batches else x
-        outputs = model(x.to(device)).float().cpu()
-        sums.update(task.sums(outputs, targets[i : i + batch_size]))
-    return task.metrics(sum_over_processes(sums))
 
 
 @dataclass

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from hwr_utils.errors import ConfigError
-from hwr_utils.tasks import Classification, build_task
+from hwr_utils.tasks import Classification, CTCRecognition, LineRecognition, build_task
 
 
 def logits_and_labels(n=50, seed=0):
@@ -41,3 +41,17 @@ def test_config_rebuilds_the_task():
         build_task("translation")
     with pytest.raises(ConfigError, match="class_weights"):
         Classification(class_weights=[1.0, 2.0])
+
+
+def test_texts_are_what_a_person_reads():
+    names = ["zéro", "un", "deux"]
+    logits = torch.tensor([[0.1, 2.0, 0.3], [5.0, 0.0, 0.0]])
+    assert Classification(class_names=names).texts(logits) == ["un", "zéro"]
+    # Columns: a, a, blank, a, b, b -> "aab" (repeats collapse unless a blank separates them).
+    path = [0, 0, 2, 0, 1, 1]
+    outputs = F.one_hot(torch.tensor([path]), 3).float()
+    reader = CTCRecognition(class_names=["a", "b"])
+    assert reader.texts(outputs) == ["aab"]
+    assert reader.texts(torch.tensor([[1, 0, -1]])) == ["ba"]  # targets: padded with -1
+    lines = LineRecognition(class_names=["a", "b"])
+    assert lines.texts(outputs) == reader.texts(outputs)

@@ -34,10 +34,11 @@ from tqdm import tqdm
 
 from ..config import TrainConfig
 from ..data import MNIST_MEAN, MNIST_STD, TensorBatches, find_mnist, load_mnist, to_float
+from ..evaluation import evaluate
 from ..models import ArticleNet, ExamplesNet
 from ..runtime import set_seed
 from ..tasks import Classification
-from ..train import evaluate, prepare_training, train_step
+from ..train import prepare_training, train_step
 
 #: The article's per-image pipeline. On MNIST, Grayscale and Resize((28, 28)) change nothing:
 #: the images are already one-channel 28x28.
