@@ -271,3 +271,15 @@ def test_gradients_averaged_by_hand_are_those_of_ddp_and_of_one_process(tmp_path
     assert float64["by_hand_vs_ddp"] <= 1e-12
     assert float64["by_hand_vs_one_process"] <= 1e-12
     assert float64["ddp_vs_one_process"] <= 1e-12
+
+
+def test_without_synchronized_batch_norm_two_processes_drift_from_one(tmp_path):
+    # The appendix's exercise 1: each process normalizes with its half's statistics.
+    from hwr_utils.teaching.data_parallel import torchrun
+
+    out = tmp_path / "dp.json"
+    torchrun("-m", "hwr_utils.teaching.data_parallel", "--steps", "3", "--out", out,
+             "--no-sync-bn")  # fmt: skip
+    float64 = json.loads(out.read_text())["float64"]
+    assert float64["by_hand_vs_ddp"] <= 1e-12  # the same arithmetic, by hand or by DDP
+    assert float64["by_hand_vs_one_process"] > 1e-6

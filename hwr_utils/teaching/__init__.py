@@ -10,6 +10,9 @@ or probe, and the tooling that runs the chapters.
 * :mod:`~hwr_utils.teaching.source` -- ``show_source``, the library's real code shown in a chapter;
 * :mod:`~hwr_utils.teaching.notebooks` -- the strict papermill runner, the smoke switch and
   ``load_or_train`` (every chapter);
+* :mod:`~hwr_utils.teaching.figures` -- figures drawn from arrays PyTorch computes: convolution
+  with padding and stride, pooling, the receptive field (convolution chapter), softmax (softmax
+  chapter), CTC alignments ("Reading whole numbers");
 * :mod:`~hwr_utils.teaching.colab` -- the repository's address and what derives from it: each
   chapter's "Open in Colab" badge and setup cell, the Colab links (README, introduction).
 """

@@ -72,8 +72,11 @@ def max_difference(a: nn.Module, b: nn.Module) -> float:
     return max((p - q).abs().max().item() for p, q in pairs)
 
 
-def compare(steps: int, batch_size: int, lr: float, dtype: torch.dtype) -> dict[str, float]:
-    """Train by hand, with DDP and (rank 0) in one process; how far apart they end."""
+def compare(
+    steps: int, batch_size: int, lr: float, dtype: torch.dtype, sync_bn: bool = True
+) -> dict[str, float]:
+    """Train by hand, with DDP and (rank 0) in one process; how far apart they end. Without
+    ``sync_bn`` the two-process copies normalize each with its own share's statistics."""
     rank, world_size = dist.get_rank(), dist.get_world_size()
     torch.set_default_dtype(dtype)
     try:
@@ -83,8 +86,9 @@ def compare(steps: int, batch_size: int, lr: float, dtype: torch.dtype) -> dict[
         labels = train.labels[:count].view(steps, batch_size)
         torch.manual_seed(0)  # the same initial weights in every process
         model = build_model("hwrnet", width=8, dropout=0.0)
-        by_hand = convert_sync_batchnorm(copy.deepcopy(model))
-        ddp = data_parallel(convert_sync_batchnorm(copy.deepcopy(model)), torch.device("cpu"))
+        synchronized = convert_sync_batchnorm if sync_bn else (lambda module: module)
+        by_hand = synchronized(copy.deepcopy(model))
+        ddp = data_parallel(synchronized(copy.deepcopy(model)), torch.device("cpu"))
         one = model  # plain batch norm: it runs in rank 0 alone
         mine = slice(rank, None, world_size)  # this process's share of every batch
         shares = images[:, mine], labels[:, mine]
@@ -106,12 +110,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=64, help="global: over all processes")
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--out", required=True, help="JSON file rank 0 writes")
+    parser.add_argument(
+        "--no-sync-bn", dest="sync_bn", action="store_false", help="batch norm per process"
+    )
     args = parser.parse_args(argv)
     with process_group(torch.device("cpu")) as world:
         if world.size < 2:
             raise SystemExit("run me under torchrun with 2 or more processes")
         results = {
-            name: compare(args.steps, args.batch_size, args.lr, dtype)
+            name: compare(args.steps, args.batch_size, args.lr, dtype, args.sync_bn)
             for name, dtype in (("float64", torch.float64), ("float32", torch.float32))
         }
         if world.is_main:

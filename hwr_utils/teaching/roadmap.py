@@ -46,6 +46,7 @@ CHAPTER_STAGES: dict[str, tuple[str, ...]] = {
     "convolution": ("network",),
     "softmax_optimizers": ("probabilities", "loss", "update"),
     "training": ("network", "loss", "update", "evaluation"),
+    "recipe": ("pixels", "update", "evaluation"),
     "finetuning": ("update", "evaluation"),
     "evaluation": ("evaluation",),
     "deployment": ("export",),

@@ -290,14 +290,10 @@ def receptive_field(layers: list[tuple[int, int]]) -> int:
     return field
 
 
-def measured_receptive_field(features: torch.nn.Module, size: int = 64) -> int:
-    """The receptive field found by autograd: the width of the input region whose pixels change
-    the centre unit of the output map, for an input of ``size`` x ``size``.
-
-    Measured on a copy in which ReLUs become identities and max poolings average poolings of the
-    same geometry: otherwise units that happen to be switched off, or not the maximum, hide
-    part of the field from the gradient.
-    """
+def linearized(features: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``features``, in evaluation mode, in which ReLUs become identities and max
+    poolings average poolings of the same geometry: every input pixel under a unit's windows
+    then moves that unit, so the gradient shows its whole receptive field."""
     probe = copy.deepcopy(features).eval()
     for name, module in list(probe.named_modules()):
         if isinstance(module, torch.nn.ReLU):
@@ -308,6 +304,17 @@ def measured_receptive_field(features: torch.nn.Module, size: int = 64) -> int:
             continue
         parent = probe.get_submodule(name.rpartition(".")[0]) if "." in name else probe
         setattr(parent, name.rpartition(".")[2], replacement)
+    return probe
+
+
+def measured_receptive_field(features: torch.nn.Module, size: int = 64) -> int:
+    """The receptive field found by autograd: the width of the input region whose pixels change
+    the centre unit of the output map, for an input of ``size`` x ``size``.
+
+    Measured on :func:`linearized` ``features``: otherwise units that happen to be switched
+    off, or not the maximum, hide part of the field from the gradient.
+    """
+    probe = linearized(features)
     x = torch.randn(1, 1, size, size, requires_grad=True)
     out = probe(x)
     out[0, :, out.shape[2] // 2, out.shape[3] // 2].sum().backward()
