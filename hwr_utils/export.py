@@ -65,6 +65,8 @@ def check_parity(
 def _metadata(checkpoint: dict[str, Any]) -> dict[str, Any]:
     keys = ("model", "model_config", "task", "task_config", "class_names", "input_shape")
     meta = {k: checkpoint[k] for k in keys} | {"normalization": "inside the model"}
+    if checkpoint.get("decoder"):  # a line reader's language model: exports decode as it does
+        meta["decoder"] = checkpoint["decoder"]
     return meta | {"card": model_card(checkpoint)}
 
 

@@ -106,12 +106,19 @@ def test_read_takes_a_plain_crop_and_reports_bad_files(line_reader, line_crops, 
     assert all(set(r) == {"path", "error"} for r in results[2:])
 
 
-def test_exported_line_reader_reads_the_same_at_any_width(line_reader, tmp_path):
+@pytest.fixture(scope="module")
+def line_reader_onnx(line_reader, tmp_path_factory) -> tuple[Path, float]:
+    """The tiny reader exported to ONNX, and the export's parity check (max difference)."""
     pytest.importorskip("onnxruntime")
-    from hwr_utils.checkpoints import load_model
     from hwr_utils.export import export_model
 
-    onnx_path, difference = export_model(line_reader, "onnx", tmp_path / "lines.onnx")
+    return export_model(line_reader, "onnx", tmp_path_factory.mktemp("onnx") / "lines.onnx")
+
+
+def test_exported_line_reader_reads_the_same_at_any_width(line_reader, line_reader_onnx):
+    from hwr_utils.checkpoints import load_model
+
+    onnx_path, difference = line_reader_onnx
     assert difference <= 1e-4
     exported, card = load_model(onnx_path)
     model, _ = load_model(line_reader)
@@ -119,6 +126,22 @@ def test_exported_line_reader_reads_the_same_at_any_width(line_reader, tmp_path)
         x = torch.rand(2, 1, 40, width)
         with torch.no_grad():
             torch.testing.assert_close(exported(x), model(x), atol=1e-4, rtol=1e-4)
+
+
+def test_an_export_reads_with_the_language_model(
+    line_reader, line_reader_onnx, line_crops, run_cli
+):
+    from hwr_utils.checkpoints import load_checkpoint, load_model
+
+    onnx_path, _ = line_reader_onnx
+    assert load_model(onnx_path)[1]["decoder"] == load_checkpoint(line_reader)["decoder"]
+    paths = [path for path, _ in line_crops]
+    readings = {}
+    for model in (line_reader, onnx_path):
+        code, out, _ = run_cli(["read", "--checkpoint", model, "--json", *paths])
+        assert code == 0
+        readings[model] = [result["text"] for result in json.loads(out)]
+    assert readings[onnx_path] == readings[line_reader]
 
 
 def test_resume_ends_where_an_uninterrupted_run_ends(
