@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import json
+import os
 import shutil
 import subprocess
 import sys
@@ -12,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from filelock import FileLock
 from PIL import Image
 
 from hwr_utils.config import TrainConfig
@@ -22,10 +25,15 @@ from hwr_utils.teaching.synthetic import make_photo
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="session")
-def built_book() -> subprocess.CompletedProcess:
-    """``jupyter-book build book/ -W -n --keep-going`` from scratch, exactly as readers type
-    it, once per session (the book's tests and its browser tests read the result)."""
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Under pytest-xdist every worker shares the two cores with the others: one thread each
+    # (inherited by the chapters' kernels and the commands tests start), so that no worker's
+    # threads spin while waiting for a core.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
+
+def _build_book() -> subprocess.CompletedProcess:
     shutil.rmtree(ROOT / "book" / "_build", ignore_errors=True)
     # The jupyter-book beside this Python (the virtual environment's), activated or not.
     beside = Path(sys.executable).parent / "jupyter-book"
@@ -36,6 +44,26 @@ def built_book() -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
     )
+
+
+@pytest.fixture(scope="session")
+def built_book(tmp_path_factory) -> subprocess.CompletedProcess:
+    """``jupyter-book build book/ -W -n --keep-going`` from scratch, exactly as readers type
+    it, once per test run (the book's tests and its browser tests read the result). Under
+    pytest-xdist the first worker that needs it builds it and the others wait for that build
+    and read its result (session fixtures are per worker, and two builds of one folder would
+    trample each other)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return _build_book()
+    shared = tmp_path_factory.getbasetemp().parent  # the same folder for every worker
+    result_file = shared / "built_book.json"
+    with FileLock(str(result_file) + ".lock"):
+        if result_file.is_file():
+            return subprocess.CompletedProcess(**json.loads(result_file.read_text()))
+        result = _build_book()
+        fields = ("args", "returncode", "stdout", "stderr")
+        result_file.write_text(json.dumps({name: getattr(result, name) for name in fields}))
+        return result
 
 
 @pytest.fixture(scope="session")
