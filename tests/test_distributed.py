@@ -283,3 +283,12 @@ def test_without_synchronized_batch_norm_two_processes_drift_from_one(tmp_path):
     float64 = json.loads(out.read_text())["float64"]
     assert float64["by_hand_vs_ddp"] <= 1e-12  # the same arithmetic, by hand or by DDP
     assert float64["by_hand_vs_one_process"] > 1e-6
+
+
+def test_a_failed_torchrun_quotes_what_the_processes_said(tmp_path):
+    from hwr_utils.errors import HwrError
+    from hwr_utils.teaching.data_parallel import torchrun
+
+    with pytest.raises(HwrError, match=r"global batch \(129\) must split evenly over 2"):
+        torchrun("-m", "hwr_utils", "train", "--epochs", "1", "--train-limit", "256",
+                 "--batch-size", "129", "--out", tmp_path / "odd.pt")  # fmt: skip

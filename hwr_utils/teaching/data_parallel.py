@@ -138,8 +138,12 @@ def torchrun(
     environment = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     done = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=timeout)
     if done.returncode != 0:
-        tail = "\n".join((done.stdout + done.stderr).splitlines()[-15:])
-        raise HwrError(f"torchrun failed with status {done.returncode}:\n{tail}")
+        lines = (done.stdout + done.stderr).splitlines()
+        # What the processes said of their failure (each says it once; torchrun's own report
+        # of the failed processes follows and can bury it), else the end of the output.
+        said = list(dict.fromkeys(line for line in lines if ": error: " in line))
+        quoted = "\n".join(said or lines[-15:])
+        raise HwrError(f"torchrun failed with status {done.returncode}:\n{quoted}")
     return done.stdout
 
 
