@@ -65,7 +65,7 @@ def main() -> None:
     test = load_dataset("copiste").test
     if args.smoke:
         test = test.subset(torch.arange(20))
-    lines = [to_float(test.images[i, :, : int(w)])[None, None] for i, w in enumerate(test.widths)]
+    lines = [to_float(test.images[i : i + 1, :, : int(w)]) for i, w in enumerate(test.widths)]
     engines = {"eager": model}
     try:
         from hwr_utils.export import export_model
