@@ -105,7 +105,8 @@ def read_files(
     it is. Results keep input order.
     """
     model.eval()
-    decoder = decoder or CTCRecognition(class_names=class_names).texts  # greedy
+    if decoder is None:  # greedy
+        decoder = CTCRecognition(class_names=class_names).texts
     results: list[dict[str, Any]] = []
     for path in paths:
         image = _preprocessed(path, preprocess, results)
