@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from hwr_utils.bench.engines import describe_machine
+from hwr_utils.bench.engines import describe_machine, median_and_p99
 from hwr_utils.checkpoints import load_model
 from hwr_utils.config import TrainConfig
 from hwr_utils.data import to_float
@@ -41,11 +41,6 @@ def milliseconds(function, inputs: list) -> tuple[list[float], list]:
         results.append(function(x))
         times.append((time.perf_counter_ns() - tic) / 1e6)
     return times, results
-
-
-def median_and_p99(times: list[float]) -> tuple[float, float]:
-    ordered = sorted(times)
-    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
 
 
 def main() -> None:

@@ -26,8 +26,13 @@ def latency_ms(engine: Engine, image: torch.Tensor, calls: int) -> tuple[float, 
         tic = time.perf_counter_ns()
         engine(image)
         times.append((time.perf_counter_ns() - tic) / 1e6)
-    times.sort()
-    return statistics.median(times), times[min(len(times) - 1, int(0.99 * len(times)))]
+    return median_and_p99(times)
+
+
+def median_and_p99(times: list[float]) -> tuple[float, float]:
+    """The median and the 99th percentile (the nearest rank at or below it) of ``times``."""
+    ordered = sorted(times)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
 
 
 def predict_all(
