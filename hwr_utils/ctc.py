@@ -133,3 +133,44 @@ def sequence_metrics(sums: dict[str, float]) -> dict[str, float]:
             length = key.removeprefix("count_")
             metrics[f"accuracy_{length}"] = sums.get(f"exact_{length}", 0) / count
     return metrics
+
+
+def forced_alignment(outputs: torch.Tensor, target: list[int]) -> list[int]:
+    """The most probable alignment of one known text: for each of the T columns of ``outputs``
+    (T, C) logits (blank the last unit), the position in ``target`` of the symbol it emits, or
+    -1 for a blank. It collapses to ``target``, and no other such alignment is more probable
+    (the Viterbi path through CTC's states: blank, symbol, blank, ..., symbol, blank).
+
+    Where a symbol sits in the image: the columns emitting it. Part V uses it to find the numbers
+    inside written lines. Raises ``ValueError`` when no alignment exists (T is too short).
+    """
+    log_probs = outputs.double().log_softmax(-1)
+    blank = outputs.shape[-1] - 1
+    states = [blank]
+    for symbol in target:
+        states += [symbol, blank]
+    units = torch.tensor(states)
+    count, columns = len(states), len(log_probs)
+    # A symbol state may be entered from two states back when the symbol in between is a
+    # blank and the symbols differ (two equal symbols need a blank between them).
+    skip = torch.zeros(count, dtype=torch.bool)
+    skip[2:] = (units[2:] != blank) & (units[2:] != units[:-2])
+    score = torch.full((count,), -torch.inf, dtype=torch.float64)
+    score[:2] = log_probs[0, units[:2]]
+    back = torch.zeros((columns, count), dtype=torch.long)
+    positions = torch.arange(count)
+    for t in range(1, columns):
+        shifted = torch.cat([score.new_full((2,), -torch.inf), score])  # score two states back
+        jump = torch.where(skip, shifted[:count], -torch.inf)
+        best = torch.stack([score, shifted[1 : count + 1], jump])  # stay, one state on, two
+        choice = best.argmax(0)
+        score = best.max(0).values + log_probs[t, units]
+        back[t] = positions - choice
+    end = count - 1 if count == 1 or score[-1] >= score[-2] else count - 2
+    if torch.isinf(score[end]):
+        raise ValueError(f"no alignment of {len(target)} symbols in {columns} columns")
+    path = [end]
+    for t in range(columns - 1, 0, -1):
+        path.append(int(back[t, path[-1]]))
+    path.reverse()
+    return [(state - 1) // 2 if state % 2 else -1 for state in path]

@@ -73,6 +73,34 @@ def test_beam_search_finds_the_most_probable_text(seed):
         assert math.exp(-loss.item()) == pytest.approx(exact[best], rel=1e-6)
 
 
+@pytest.mark.parametrize("target", [[0, 1], [1, 1], [], [2, 0, 2], [0, 0, 0]])
+def test_forced_alignment_is_the_most_probable_alignment_of_the_text(target):
+    torch.manual_seed(len(target) + sum(target))
+    columns, units = 6, 4
+    logits = 2 * torch.randn(columns, units, dtype=torch.float64)
+    log_probs = logits.log_softmax(1)
+    blank = units - 1
+    best = max(
+        (sum(log_probs[t, u].item() for t, u in enumerate(path)), path)
+        for path in itertools.product(range(units), repeat=columns)
+        if collapse(path, blank) == tuple(target)
+    )
+    alignment = ctc.forced_alignment(logits, target)
+    units_of = [target[i] if i >= 0 else blank for i in alignment]
+    assert collapse(units_of, blank) == tuple(target)
+    # Positions, not symbols: a symbol's columns say where that occurrence of it is.
+    assert [i for k, i in enumerate(alignment) if i >= 0 and (k == 0 or alignment[k - 1] != i)] == (
+        list(range(len(target)))
+    )
+    score = sum(log_probs[t, u].item() for t, u in enumerate(units_of))
+    assert score == pytest.approx(best[0], abs=1e-9)
+
+
+def test_forced_alignment_refuses_a_text_too_long_for_the_columns():
+    with pytest.raises(ValueError, match="no alignment"):
+        ctc.forced_alignment(torch.zeros(4, 3), [1, 1, 1])  # needs 5 columns: 1 - 1 - 1
+
+
 def test_greedy_decode_collapses_repeats_then_drops_blanks():
     blank = 10
     paths = [[3, 3, blank, 3], [blank, 3, blank, 3], [3, 3, 3, 3], [blank] * 4, [1, 2, 2, blank]]

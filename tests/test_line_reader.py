@@ -163,13 +163,18 @@ def test_a_folder_of_line_images_is_read_as_lines(line_crops, tmp_path):
     from hwr_utils.lines import LINE_HEIGHT, PaddedLines
     from hwr_utils.preprocess import load_image
 
-    rows = ["file,text"] + [f'{path.name},"{text}"' for path, text in line_crops]
+    writers = [f"writer {i}" for i in range(len(line_crops))]
+    rows = ["file,text,writer"] + [
+        f'{path.name},"{text}",{writer}'
+        for (path, text), writer in zip(line_crops, writers, strict=True)
+    ]
     for path, _ in line_crops:
         (tmp_path / path.name).write_bytes(path.read_bytes())
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
     dataset = load_dataset(f"folder:{tmp_path}", val_size=0, task="lines")
     assert dataset.task == "lines" and isinstance(dataset.train, PaddedLines)
     assert dataset.train.texts == [text for _, text in line_crops]
+    assert dataset.train.writers == writers  # the per-writer figures group by them
     first = preprocess_line_photo(load_image(line_crops[0][0]))
     assert dataset.train.images.shape[1] == LINE_HEIGHT
     width = int(dataset.train.widths[0])

@@ -14,7 +14,8 @@ required). Every image goes through exactly what ``hwr predict`` (classes) or ``
 (text) does to a file, so what a model trains on is what it later sees. Every problem is
 reported, never skipped in silence: files that cannot be used (unreadable, empty, blank, a row
 naming a missing file) stop the load with one line naming them; files that are not images by
-their extension are counted in the provenance and named in a warning.
+their extension (a README or LICENSE aside) are counted in the provenance and named in a
+warning.
 """
 
 from __future__ import annotations
@@ -108,8 +109,13 @@ def _is_image(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMG_EXTENSIONS
 
 
+#: Files a folder may hold beside its data without a warning: what it is, and its terms.
+DOCUMENTATION = ("README", "LICENSE")
+
+
 def _not_images(folder: Path, task: str) -> list[Path]:
-    """Files a load passed over: not images by their extension, hidden files aside."""
+    """Files a load passed over: not images by their extension, hidden files and the folder's
+    README and LICENSE aside."""
     if task != "classification":
         candidates = folder.iterdir()
     else:
@@ -118,7 +124,7 @@ def _not_images(folder: Path, task: str) -> list[Path]:
         p
         for p in candidates
         if p.is_file() and not p.name.startswith(".") and not _is_image(p)
-        and p.name != LABELS_FILE
+        and p.name != LABELS_FILE and p.stem.upper() not in DOCUMENTATION
     )  # fmt: skip
 
 
@@ -196,8 +202,21 @@ def _images(files: list[Path], labels: list, task: str, names: list[str]) -> Spl
         return MNISTSplit(torch.from_numpy(np.stack(images)), torch.tensor(labels))
     if task == "lines":
         _check_alphabet(labels, files, names)
-        return pad_lines([torch.as_tensor(image) for image in images], labels, names)
+        lines = [torch.as_tensor(image) for image in images]
+        return pad_lines(lines, labels, names, writers=_writers(files))
     return _strips(images, labels, files, names)
+
+
+def _writers(files: list[Path]) -> list[str]:
+    """Each file's writer from the ``writer`` column of its folder's labels (``""`` if none):
+    the per-writer figures of ``hwr evaluate`` group lines by it."""
+    if not files:
+        return []
+    folder = files[0].parent
+    with open(folder / LABELS_FILE, newline="", encoding="utf-8-sig") as handle:
+        writer_of = {folder / (row.get("file") or "").strip(): (row.get("writer") or "").strip()
+                     for row in csv.DictReader(handle)}  # fmt: skip
+    return [writer_of.get(file, "") for file in files]
 
 
 def _strips(images: list[np.ndarray], texts: list[str], files: list[Path], alphabet: list[str]):
