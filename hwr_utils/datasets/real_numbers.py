@@ -7,8 +7,8 @@ where: the most probable alignment of the known text to the line's columns
 between its neighbours, in the widest run of columns without ink between the previous
 character and the number's first digit (and likewise after its last), so that the space
 between two words, not a stroke, is where the cut falls. Every crop was then looked at:
-:data:`REJECTED` lists the crops left out and why, :data:`WRITTEN` the numbers written
-otherwise than the label says (the labels are the copied text, not what the writer wrote).
+:data:`REJECTED` lists the crops left out and why; each crop kept shows the number of its label
+(the labels are the copied text, so a number written otherwise would have been left out too).
 
 The crops are written as a text folder (:mod:`hwr_utils.datasets.folders`): dark ink on white,
 PNG, with ``labels.csv`` (``file,text,writer``), so that any number reader scores on them with
@@ -35,8 +35,9 @@ from ..ctc import forced_alignment
 from ..lines import pad_lines
 from .copiste import LineSplit
 
-#: A number: a run of digits standing alone (not in "1er" or "A4"), and not part of a decimal
-#: ("3,5") or a grouped number, whose pieces would be cut apart.
+#: A number: a run of digits standing alone (not in "1er" or "A4"), and not part of a decimal or
+#: a number grouped with a point or comma ("3,5", "1.000"), whose pieces would be cut apart; a
+#: number grouped with a space ("1 000") gives a crop per group.
 NUMBER = re.compile(r"(?<![\w.,])\d+(?!\w)(?![.,]\d)")
 #: White columns added at each side of a crop, as a scan's paper around the ink.
 MARGIN = 4
@@ -115,8 +116,6 @@ REJECTED: dict[str, str] = {
     "wikitexte_0260-06": CUT,
     "wikitexte_0280-02": NEIGHBOUR,
 }
-#: Numbers written otherwise than their label, by id: what the page shows.
-WRITTEN: dict[str, str] = {}
 
 
 @dataclass
@@ -225,8 +224,7 @@ def crop_image(lines: LineSplit, crop: NumberCrop) -> np.ndarray:
 
 def write_number_folder(crops: list[tuple[NumberCrop, np.ndarray]], out: str | Path) -> int:
     """Write the crops (each with its :func:`crop_image`) not in :data:`REJECTED` to ``out`` as a
-    text folder, labelled with what the page shows (:data:`WRITTEN`, else the transcription);
-    returns how many were written."""
+    text folder labelled with their transcription; returns how many were written."""
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -235,7 +233,7 @@ def write_number_folder(crops: list[tuple[NumberCrop, np.ndarray]], out: str | P
             continue
         file = f"{crop.id}.png"
         Image.fromarray(image).save(folder / file)
-        rows.append({"file": file, "text": WRITTEN.get(crop.id, crop.text), "writer": crop.writer})
+        rows.append({"file": file, "text": crop.text, "writer": crop.writer})
     with open(folder / "labels.csv", "w", newline="", encoding="utf-8") as handle:
         table = csv.DictWriter(handle, ["file", "text", "writer"])
         table.writeheader()

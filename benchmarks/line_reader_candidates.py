@@ -1,0 +1,114 @@
+"""Candidate recipes for the line reader (Part V), compared the way a default should be chosen:
+each trained on the same short budget with several seeds, scored on validation only.
+
+    python benchmarks/line_reader_candidates.py \\
+        --json benchmarks/results/line_reader_candidates.json
+    python benchmarks/line_reader_candidates.py --smoke    # 16 lines, 1 epoch, 1 seed
+
+Each run is ``hwr train --data copiste --seed S --epochs E`` plus the candidate's options, in a
+process of its own with one thread (``--jobs`` of them at a time: on two cores, two runs side by
+side train faster in all than one run on two threads). A run's checkpoint and log go to
+``--folder``; a finished one is collected as it is and an interrupted one resumed, so the script
+can be run again after a stop. The figure compared is the greedy validation CER after the last
+epoch (the test split is not looked at to choose); the spread is over seeds. Figures are
+printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TextIO
+
+from hwr_utils.bench.engines import describe_machine, mean_and_spread
+from hwr_utils.checkpoints import load_checkpoint
+
+#: The candidates: ``hwr train`` options added to the defaults.
+CANDIDATES: dict[str, list[str]] = {
+    "default (peak lr 0.0015)": [],
+    "peak lr 0.003": ["--lr", "0.003"],
+}
+
+
+def run_name(candidate: str, seed: int) -> str:
+    return f"{list(CANDIDATES).index(candidate)}.seed{seed}"
+
+
+def command(candidate: str, seed: int, epochs: int, out: Path, smoke: bool) -> list[str]:
+    """The ``hwr train`` command of one run (with ``--resume`` when a checkpoint is there)."""
+    argv = [sys.executable, "-m", "hwr_utils", "train", "--data", "copiste", "--seed", str(seed),
+            "--epochs", str(epochs), "--out", str(out), *CANDIDATES[candidate]]  # fmt: skip
+    if smoke:
+        argv += ["--train-limit", "16", "--no-progress"]
+    if out.is_file():
+        argv.append("--resume")
+    return argv
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=4, help="the budget of every run")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--jobs", type=int, default=2, help="runs at a time, one thread each")
+    parser.add_argument("--folder", default="checkpoints/candidates")
+    parser.add_argument("--smoke", action="store_true", help="16 lines, 1 epoch, 1 seed")
+    parser.add_argument("--json", default=None, help="write the results to this file")
+    args = parser.parse_args()
+    print(describe_machine())
+    epochs, seeds = (1, 1) if args.smoke else (args.epochs, args.seeds)
+    folder = Path(tempfile.mkdtemp(prefix="hwr-candidates-")) if args.smoke else Path(args.folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    todo = []
+    for seed in range(seeds):
+        for candidate in CANDIDATES:
+            out = folder / f"{run_name(candidate, seed)}.pt"
+            done = out.is_file() and "val" in load_checkpoint(out).get("metrics", {})
+            if not done:
+                todo.append((candidate, seed, out))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    running: list[tuple[subprocess.Popen, Path, TextIO]] = []
+    tic = time.perf_counter()
+    while todo or running:
+        while todo and len(running) < args.jobs:
+            candidate, seed, out = todo.pop(0)
+            log = open(out.with_suffix(".log"), "a")  # noqa: SIM115 - closed when the run ends
+            argv = command(candidate, seed, epochs, out, args.smoke)
+            running.append((subprocess.Popen(argv, stdout=log, stderr=log, env=env), out, log))
+            print(f"  started {candidate}, seed {seed} ({time.perf_counter() - tic:.0f} s)")
+        time.sleep(1 if args.smoke else 10)
+        for process, out, log in list(running):
+            if process.poll() is not None:
+                running.remove((process, out, log))
+                log.close()
+                if process.returncode != 0:
+                    raise SystemExit(f"{out.with_suffix('.log')}: the run failed")
+    results = {}
+    for candidate in CANDIDATES:
+        runs = []
+        for seed in range(seeds):
+            checkpoint = load_checkpoint(folder / f"{run_name(candidate, seed)}.pt")
+            runs.append({
+                "seed": seed,
+                "val_cer_greedy": checkpoint["metrics"]["val"]["cer"],
+                "val_cer_by_epoch": [row["val_cer"] for row in checkpoint["history"]],
+                "train_seconds": checkpoint["train_seconds"],
+            })  # fmt: skip
+        results[candidate] = runs
+        cers = [r["val_cer_greedy"] for r in runs]
+        seconds = sum(r["train_seconds"] for r in runs) / len(runs)
+        print(f"  {candidate:28} val CER {mean_and_spread(cers)}  "
+              f"(seeds: {', '.join(f'{c:.4f}' for c in cers)}; {seconds:.0f} s a run)")  # fmt: skip
+    if args.json:
+        result = {"machine": describe_machine(), "epochs": epochs, "jobs": args.jobs,
+                  "options": CANDIDATES, "runs": results}  # fmt: skip
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""The number reader on real handwritten numbers: zero-shot, and after ``hwr finetune`` on
+numbers cut from the *training* writers' lines, with several seeds.
+
+    python benchmarks/real_numbers.py --json benchmarks/results/real_numbers.json
+    python benchmarks/real_numbers.py --smoke      # small models, 1 seed: keeps it from rotting
+
+The test set is the book's real-numbers set (``book/real_numbers``: numbers of the validation
+and test writers of *Copiste d'un jour*, each crop looked at). The fine-tuning numbers are cut
+the same way (:mod:`hwr_utils.datasets.real_numbers`) from the lines of the training writers,
+with no crop looked at, so they are noisier. Each seed runs what ``hwr finetune --checkpoint
+checkpoints/crnn.pt --data folder:DIR --seed S`` runs (its defaults; validation: one in ten
+of the numbers, drawn with the seed), then is scored on the real numbers and on the published
+MNIST test strips (what fine-tuning may cost the reader on the hand it learnt first). Figures
+are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from hwr_utils import ctc
+from hwr_utils.bench.engines import describe_machine, mean_and_spread
+from hwr_utils.checkpoints import model_from_checkpoint
+from hwr_utils.config import TrainConfig
+from hwr_utils.data import load_mnist, to_float
+from hwr_utils.datasets import load_dataset
+from hwr_utils.datasets.copiste import load_copiste
+from hwr_utils.datasets.real_numbers import crop_image, cut_numbers, write_number_folder
+from hwr_utils.digit_strings import published_test_strips
+from hwr_utils.predict import predict_logits
+from hwr_utils.teaching.notebooks import load_or_train
+from hwr_utils.train import fit
+
+PUBLISHED = Path(__file__).parents[1] / "book" / "real_numbers"
+KEYS = ("accuracy", "cer")
+
+
+def score(model, strips) -> dict[str, float]:
+    """Sequence accuracy and CER of greedy readings, as ``hwr evaluate`` computes them."""
+    outputs = predict_logits(model, to_float(strips.images), batch_size=500)
+    metrics = ctc.sequence_metrics(ctc.sequence_sums(ctc.greedy_decode(outputs), strips.labels))
+    return {key: metrics[key] for key in KEYS}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", default="checkpoints/crnn.pt")
+    parser.add_argument("--line-reader", default="checkpoints/line_reader.pt")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true", help="small models, 1 seed, 1 epoch")
+    parser.add_argument("--json", default=None, help="write the results to this file")
+    args = parser.parse_args()
+    print(describe_machine())
+    scratch = Path(tempfile.mkdtemp(prefix="hwr-real-numbers-"))
+    reader, reader_checkpoint = load_or_train(args.checkpoint, smoke=args.smoke, model="crnn")
+    tiny = {"train_limit": 48, "model_config": {"width": 8, "hidden": 32}} if args.smoke else {}
+    line_reader, line_checkpoint = load_or_train(
+        args.line_reader, smoke=args.smoke, model="line_reader", data="copiste", **tiny
+    )
+    lines = load_copiste()[0]["train"]
+    if args.smoke:
+        lines = lines.subset(range(200))
+    found, unaligned = cut_numbers(lines, line_reader, line_checkpoint["class_names"])
+    tuning_folder = scratch / "train_numbers"
+    written = write_number_folder([(c, crop_image(lines, c)) for c in found], tuning_folder)
+    print(f"{written} numbers cut from {len(lines)} training lines ({len(unaligned)} unaligned)")
+
+    alphabet = reader_checkpoint["class_names"]  # a reader keeps its alphabet
+    test = load_dataset(f"folder:{PUBLISHED}", val_size=0, alphabet=alphabet).train
+    _, mnist_test = load_mnist()
+    strips = published_test_strips(mnist_test, 200 if args.smoke else 2000)
+    zero_shot = {"real": score(reader, test), "mnist_strips": score(reader, strips)}
+    print(f"zero-shot: real numbers {zero_shot['real']}, MNIST strips {zero_shot['mnist_strips']}")
+    runs = []
+    for seed in range(1 if args.smoke else args.seeds):
+        config = TrainConfig(
+            model="crnn", data=f"folder:{tuning_folder}", init_from=reader_checkpoint["path"],
+            seed=seed, out=str(scratch / f"tuned{seed}.pt"), progress=False,
+            **({"epochs": 1} if args.smoke else {}),
+        )  # fmt: skip
+        tic = time.perf_counter()
+        tuned = model_from_checkpoint(fit(config))
+        run = {"seed": seed, "seconds": time.perf_counter() - tic}
+        run.update({f"real_{k}": v for k, v in score(tuned, test).items()})
+        run.update({f"mnist_strips_{k}": v for k, v in score(tuned, strips).items()})
+        runs.append(run)
+        print(f"  seed {seed}: " + json.dumps(run), flush=True)
+    print(f"\ncrnn on {len(test)} real numbers, fine-tuned on {written} ({len(runs)} seeds):")
+    for key in ("real_accuracy", "real_cer", "mnist_strips_accuracy", "mnist_strips_cer"):
+        before = zero_shot[key.rsplit("_", 1)[0]][key.rsplit("_", 1)[1]]
+        after = mean_and_spread([r[key] for r in runs])
+        print(f"  {key:24} zero-shot {before:.4f}   fine-tuned {after}")
+    print(f"  seconds a run {statistics.mean(r['seconds'] for r in runs):.0f}")
+    if args.json:
+        result = {
+            "machine": describe_machine(),
+            "checkpoint": args.checkpoint,
+            "line_reader": args.line_reader,
+            "test_numbers": len(test),
+            "tuning_numbers": written,
+            "mnist_strips": len(strips),
+            "zero_shot": zero_shot,
+            "runs": runs,
+        }
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
