@@ -83,7 +83,8 @@ def load_folder(
             continue
         else:
             files, labels, _ = reader(folder, names)
-        splits[name] = _images(files, labels, task, names)
+        writers = _writers(folder or train_root, files) if task == "lines" else None
+        splits[name] = _images(files, labels, task, names, writers)
         for file, label in zip(files, labels, strict=True):
             digest.update(f"{file.relative_to(root)}\0{label}\0".encode())
             digest.update(file.read_bytes())
@@ -182,8 +183,11 @@ def _read_texts(folder: Path, known: list[str] | None) -> tuple[list[Path], list
     return files, texts, alphabet
 
 
-def _images(files: list[Path], labels: list, task: str, names: list[str]) -> Split:
-    """Every file through what ``hwr predict`` / ``hwr read`` do; all problems in one error."""
+def _images(
+    files: list[Path], labels: list, task: str, names: list[str], writers: list[str] | None = None
+) -> Split:
+    """Every file through what ``hwr predict`` / ``hwr read`` do; all problems in one error.
+    Lines keep their ``writers``."""
     preprocess: Callable[[np.ndarray], Any] = (
         preprocess_number_photo if task == "ctc" else preprocess_photo
     )
@@ -203,16 +207,13 @@ def _images(files: list[Path], labels: list, task: str, names: list[str]) -> Spl
     if task == "lines":
         _check_alphabet(labels, files, names)
         lines = [torch.as_tensor(image) for image in images]
-        return pad_lines(lines, labels, names, writers=_writers(files))
+        return pad_lines(lines, labels, names, writers=writers)
     return _strips(images, labels, files, names)
 
 
-def _writers(files: list[Path]) -> list[str]:
-    """Each file's writer from the ``writer`` column of its folder's labels (``""`` if none):
+def _writers(folder: Path, files: list[Path]) -> list[str]:
+    """Each file's writer from the ``writer`` column of ``folder``'s labels (``""`` if none):
     the per-writer figures of ``hwr evaluate`` group lines by it."""
-    if not files:
-        return []
-    folder = files[0].parent
     with open(folder / LABELS_FILE, newline="", encoding="utf-8-sig") as handle:
         writer_of = {folder / (row.get("file") or "").strip(): (row.get("writer") or "").strip()
                      for row in csv.DictReader(handle)}  # fmt: skip
