@@ -6,7 +6,7 @@ numbers cut from the *training* writers' lines, with several seeds.
 
 The test set is the book's real-numbers set (``book/real_numbers``: numbers of the validation
 and test writers of *Copiste d'un jour*, each crop looked at). The fine-tuning numbers are cut
-the same way (:mod:`hwr_utils.datasets.real_numbers`) from the lines of the training writers,
+the same way (:mod:`hwr_utils.real_numbers`) from the lines of the training writers,
 with no crop looked at, so they are noisier. Each seed runs what ``hwr finetune --checkpoint
 checkpoints/crnn.pt --data folder:DIR --seed S`` runs (its defaults; validation: one in ten
 of the numbers, drawn with the seed), then is scored on the real numbers and on the published
@@ -30,9 +30,9 @@ from hwr_utils.config import TrainConfig
 from hwr_utils.data import load_mnist, to_float
 from hwr_utils.datasets import load_dataset
 from hwr_utils.datasets.copiste import load_copiste
-from hwr_utils.datasets.real_numbers import crop_image, cut_numbers, write_number_folder
 from hwr_utils.digit_strings import published_test_strips
 from hwr_utils.predict import predict_logits
+from hwr_utils.real_numbers import crop_image, cut_numbers, write_number_folder
 from hwr_utils.teaching.notebooks import load_or_train
 from hwr_utils.train import fit
 

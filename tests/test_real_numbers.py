@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hwr_utils.datasets import real_numbers
-from hwr_utils.datasets.real_numbers import locate_numbers, numbers_in
+from hwr_utils import real_numbers
+from hwr_utils.real_numbers import locate_numbers, numbers_in
 
 PUBLISHED = Path(__file__).parents[1] / "book" / "real_numbers"
 

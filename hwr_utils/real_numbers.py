@@ -15,8 +15,11 @@ PNG, with ``labels.csv`` (``file,text,writer``), so that any number reader score
 ``hwr evaluate --checkpoint PATH --data folder:book/real_numbers``. They are a test set only:
 nothing in the book trains on them. To make them again::
 
-    python -m hwr_utils.datasets.real_numbers --checkpoint checkpoints/line_reader.pt \\
+    python -m hwr_utils.real_numbers --checkpoint checkpoints/line_reader.pt \\
         --out book/real_numbers
+
+with the book's line reader (``hwr train --data copiste``, seed 0): another reader may place
+some numbers otherwise, and :data:`REJECTED` was decided by looking at this one's crops.
 """
 
 from __future__ import annotations
@@ -31,9 +34,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..ctc import forced_alignment
-from ..lines import pad_lines
-from .copiste import LineSplit
+from .checkpoints import load_model
+from .ctc import forced_alignment
+from .datasets.copiste import LineSplit, load_copiste
+from .lines import pad_lines
+from .predict import predict_lines
 
 #: A number: a run of digits standing alone (not in "1er" or "A4"), and not part of a decimal or
 #: a number grouped with a point or comma ("3,5", "1.000"), whose pieces would be cut apart; a
@@ -193,8 +198,6 @@ def cut_numbers(
 ) -> tuple[list[NumberCrop], list[int]]:
     """Every number of every line of ``lines``, located with the line reader ``model``, and the
     lines holding numbers that could not be aligned (a text too long for the line's columns)."""
-    from ..predict import predict_lines
-
     holding = [i for i, text in enumerate(lines.texts) if numbers_in(text)]
     padded = pad_lines(
         [lines.images[i] for i in holding], [lines.texts[i] for i in holding], alphabet
@@ -242,9 +245,6 @@ def write_number_folder(crops: list[tuple[NumberCrop, np.ndarray]], out: str | P
 
 
 def main(argv: list[str] | None = None) -> None:
-    from ..checkpoints import load_model
-    from .copiste import load_copiste
-
     parser = argparse.ArgumentParser(description="Cut the real-numbers test set out of the lines.")
     parser.add_argument("--checkpoint", default="checkpoints/line_reader.pt")
     parser.add_argument("--out", default="book/real_numbers")
