@@ -89,6 +89,7 @@ def main() -> None:
                 if process.returncode != 0:
                     raise SystemExit(f"{out.with_suffix('.log')}: the run failed")
     results = {}
+    print(f"line_reader candidates, {epochs} epochs, {seeds} seeds each, greedy validation CER:")
     for candidate in CANDIDATES:
         runs = []
         for seed in range(seeds):

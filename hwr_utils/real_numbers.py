@@ -39,6 +39,7 @@ from .ctc import forced_alignment
 from .datasets.copiste import LineSplit, load_copiste
 from .lines import pad_lines
 from .predict import predict_lines
+from .preprocess import ImageError, preprocess_number_photo
 
 #: A number: a run of digits standing alone (not in "1er" or "A4"), and not part of a decimal or
 #: a number grouped with a point or comma ("3,5", "1.000"), whose pieces would be cut apart; a
@@ -227,12 +228,13 @@ def crop_image(lines: LineSplit, crop: NumberCrop) -> np.ndarray:
 
 def write_number_folder(crops: list[tuple[NumberCrop, np.ndarray]], out: str | Path) -> int:
     """Write the crops (each with its :func:`crop_image`) not in :data:`REJECTED` to ``out`` as a
-    text folder labelled with their transcription; returns how many were written."""
+    text folder labelled with their transcription; returns how many were written. A crop that
+    ``hwr read`` would refuse as blank (a number misplaced by a poor reader) is left out."""
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
     for crop, image in crops:
-        if crop.id in REJECTED:
+        if crop.id in REJECTED or not _has_ink(image):
             continue
         file = f"{crop.id}.png"
         Image.fromarray(image).save(folder / file)
@@ -242,6 +244,14 @@ def write_number_folder(crops: list[tuple[NumberCrop, np.ndarray]], out: str | P
         table.writeheader()
         table.writerows(rows)
     return len(rows)
+
+
+def _has_ink(image: np.ndarray) -> bool:
+    try:
+        preprocess_number_photo(image)
+    except ImageError:
+        return False
+    return True
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,6 +5,7 @@ import csv
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -47,6 +48,18 @@ def test_a_number_is_cut_between_its_neighbours_in_the_gaps():
     assert locate_numbers(image, "ab 12 c", outputs, alphabet) == [("12", 12, 28)]
     # At the ends of a line, the cut is the line's own edge.
     assert locate_numbers(image[:, 16:24], "12", outputs[4:6], alphabet) == [("12", 0, 8)]
+
+
+def test_a_blank_crop_is_not_written(tmp_path):
+    from hwr_utils.real_numbers import NumberCrop, write_number_folder
+
+    blank = np.full((40, 30), 255, np.uint8)
+    written = np.full((40, 30), 255, np.uint8)
+    written[10:30, 12:16] = 0  # a stroke: a 1
+    crops = [(NumberCrop("page-01", 0, "7", 0, 30, "w"), blank),
+             (NumberCrop("page-02", 0, "1", 0, 30, "w"), written)]  # fmt: skip
+    assert write_number_folder(crops, tmp_path) == 1
+    assert (tmp_path / "labels.csv").read_text().splitlines()[1:] == ["page-02.png,1,w"]
 
 
 def test_the_published_folder_lists_every_crop_and_no_rejected_one():
