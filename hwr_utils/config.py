@@ -176,11 +176,6 @@ class TrainConfig:
             raise ConfigError(
                 f"{self.model} learns with CTC: label smoothing and class weights do not apply"
             )
-        if self.task == "ctc" and self.data == "strips" and self.augment:
-            raise ConfigError(
-                f"{self.model} reads generated strips (CTC): augmentation does not apply (the "
-                "strips are generated with their own variety)"
-            )
 
     @property
     def task(self) -> str:
@@ -278,8 +273,9 @@ def add_recipe_options(parser: argparse.ArgumentParser, default_of) -> None:
         type=float,
         default=None,
         metavar="STRENGTH",
-        help="augmentation strength: 1 is +-10 degrees, +-10%% shift and scale; 0 is none; "
-        + default_of("augment"),
+        help="augmentation strength: 1 is +-10 degrees, +-10%% shift and scale for digits (crnn: "
+        "slant, stretch, smaller digits, pen width; line_reader: slant, stretch, pen width); "
+        "0 is none; " + default_of("augment"),
     )
     augment.add_argument(
         "--no-augment", dest="augment", action="store_const", const=0.0, help="no augmentation"

@@ -25,7 +25,7 @@ from torch import nn
 from tqdm import tqdm  # text bars: they also render in stored notebook outputs
 
 from . import __version__
-from .augment import augment_lines, random_affine
+from .augment import augment_lines, augment_strips, random_affine
 from .checkpoints import (
     CHECKPOINT_FORMAT,
     load_checkpoint,
@@ -230,7 +230,11 @@ def prepare_training(config: TrainConfig, train: MNISTSplit | None = None) -> Tr
             config.batch_size // world.size,
             shuffle=True,
             seed=config.seed,
-            augment=partial(random_affine, strength=config.augment) if config.augment else None,
+            augment=partial(
+                augment_strips if config.task == "ctc" else random_affine, strength=config.augment
+            )
+            if config.augment
+            else None,  # fmt: skip
             drop_last=len(train) >= config.batch_size,
             rank=world.rank,
             world_size=world.size,

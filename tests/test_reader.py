@@ -67,6 +67,22 @@ def test_crnn_has_its_own_defaults():
         TrainConfig(model="crnn", label_smoothing=0.1)
 
 
+def test_the_reader_trains_on_augmented_strips(tmp_path, mnist_root, small_test_set, monkeypatch):
+    import hwr_utils.train as train_module
+    from hwr_utils.augment import augment_strips
+
+    widths = []
+
+    def spy(images, strength):
+        out = augment_strips(images, strength)
+        widths.append(out.shape[-1])
+        return out
+
+    monkeypatch.setattr(train_module, "augment_strips", spy)
+    train_module.fit(reader_config(tmp_path, mnist_root, augment=1.0, train_limit=64))
+    assert len(widths) == 1 and widths[0] % 4 == 0  # one batch of 64 strips, each its own draw
+
+
 def test_training_records_sequence_metrics(reader):
     checkpoint = load_checkpoint(reader)
     assert checkpoint["task"] == "ctc" and checkpoint["input_shape"] == [1, 32, 192]

@@ -1,0 +1,131 @@
+"""The number reader trained with and without strip augmentation (``hwr train --model crnn
+--augment S``), three seeds each at the default budget, scored on MNIST's hand and on other
+hands.
+
+    python benchmarks/number_reader_augment.py --json benchmarks/results/number_reader_augment.json
+    python benchmarks/number_reader_augment.py --smoke      # tiny models, 1 seed: keeps it working
+
+Each run is what ``hwr train --model crnn --augment S --seed N`` runs (the default budget: 8
+epochs of 40,000 strips), saved in ``--candidates`` as ``RECIPE.seedN.pt`` and reused when
+there (train them one at a time, alone on the machine, so that their training times can be
+compared). The recipe is chosen on numbers of the *training* writers of *Copiste d'un jour*, cut
+from their lines as the book's real-numbers set is (:mod:`hwr_utils.real_numbers`), with no crop
+looked at: another hand than MNIST's, and not a test set. The test sets are reported beside it:
+the published MNIST test strips, strips of USPS test digits and the book's real numbers
+(``book/real_numbers``). Figures are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from hwr_utils import ctc
+from hwr_utils.bench.engines import describe_machine, mean_and_spread
+from hwr_utils.checkpoints import load_checkpoint, model_from_checkpoint
+from hwr_utils.config import TrainConfig
+from hwr_utils.data import CLASS_NAMES, load_mnist, load_usps, to_float, usps_as_mnist
+from hwr_utils.datasets import load_dataset
+from hwr_utils.datasets.copiste import load_copiste
+from hwr_utils.digit_strings import TEST_SEED, make_number_strips, published_test_strips
+from hwr_utils.predict import predict_logits
+from hwr_utils.real_numbers import crop_image, cut_numbers, write_number_folder
+from hwr_utils.teaching.notebooks import load_or_train
+from hwr_utils.train import fit
+
+PUBLISHED = Path(__file__).parents[1] / "book" / "real_numbers"
+#: The recipes compared: their augmentation strength (``hwr train --augment``).
+RECIPES = {"none": 0.0, "strips": 1.0}
+SETS = ("training_writers", "mnist_strips", "usps_strips", "real_numbers")
+
+
+def score(model, strips) -> dict[str, float]:
+    """Sequence accuracy and CER of greedy readings, as ``hwr evaluate`` computes them."""
+    outputs = predict_logits(model, to_float(strips.images), batch_size=500)
+    metrics = ctc.sequence_metrics(ctc.sequence_sums(ctc.greedy_decode(outputs), strips.labels))
+    return {"accuracy": metrics["accuracy"], "cer": metrics["cer"]}
+
+
+def candidate(folder: Path, recipe: str, seed: int, smoke: bool) -> dict:
+    """The checkpoint of ``recipe`` and ``seed`` in ``folder``, trained first if missing."""
+    path = folder / f"{recipe}.seed{seed}.pt"
+    if not path.is_file():
+        tiny = {"epochs": 1, "train_limit": 512, "model_config": {"width": 8, "hidden": 32}}
+        config = TrainConfig(model="crnn", augment=RECIPES[recipe], seed=seed, out=str(path),
+                             progress=False, **(tiny if smoke else {}))  # fmt: skip
+        fit(config)
+    return load_checkpoint(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--candidates", default="checkpoints/number_candidates")
+    parser.add_argument("--line-reader", default="checkpoints/line_reader.pt")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true", help="tiny models, 1 seed, 1 epoch")
+    parser.add_argument("--json", default=None, help="write the results to this file")
+    args = parser.parse_args()
+    print(describe_machine())
+    folder = Path(tempfile.mkdtemp(prefix="hwr-number-candidates-")) if args.smoke else None
+    folder = folder or Path(args.candidates)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    tiny = {"train_limit": 48, "model_config": {"width": 8, "hidden": 32}} if args.smoke else {}
+    line_reader, line_checkpoint = load_or_train(
+        args.line_reader, smoke=args.smoke, model="line_reader", data="copiste", **tiny
+    )
+    lines = load_copiste()[0]["train"]
+    if args.smoke:
+        lines = lines.subset(range(200))
+    found, _ = cut_numbers(lines, line_reader, line_checkpoint["class_names"])
+    written = write_number_folder([(c, crop_image(lines, c)) for c in found], folder / "numbers")
+    _, mnist_test = load_mnist()
+    count = 200 if args.smoke else None
+    digits = list(CLASS_NAMES)  # the reader's alphabet, whatever digits a folder holds
+    sets = {
+        "training_writers": load_dataset(
+            f"folder:{folder / 'numbers'}", val_size=0, alphabet=digits
+        ).train,
+        "mnist_strips": published_test_strips(mnist_test, count),
+        "usps_strips": make_number_strips(
+            usps_as_mnist(load_usps()[1]), count or 2000, seed=TEST_SEED
+        ),
+        "real_numbers": load_dataset(f"folder:{PUBLISHED}", val_size=0, alphabet=digits).train,
+    }
+    print(", ".join(f"{name} {len(split)}" for name, split in sets.items()) + " numbers")
+
+    runs = []
+    for recipe in RECIPES:
+        for seed in range(1 if args.smoke else args.seeds):
+            checkpoint = candidate(folder, recipe, seed, args.smoke)
+            model = model_from_checkpoint(checkpoint)
+            run = {"recipe": recipe, "seed": seed, "train_seconds": checkpoint["train_seconds"]}
+            run["val_accuracy"] = checkpoint["metrics"]["val"]["accuracy"]
+            for name, split in sets.items():
+                run.update({f"{name}_{k}": v for k, v in score(model, split).items()})
+            runs.append(run)
+            print(json.dumps(run), flush=True)
+
+    print(f"\n{written} numbers of the training writers (the choice); test sets beside it")
+    keys = ["val_accuracy"] + [f"{s}_{k}" for s in SETS for k in ("accuracy", "cer")]
+    for key in keys + ["train_seconds"]:
+        cells = [mean_and_spread([r[key] for r in runs if r["recipe"] == rec]) for rec in RECIPES]
+        print(
+            f"  {key:26} "
+            + "   ".join(f"{rec} {cell}" for rec, cell in zip(RECIPES, cells, strict=True))
+        )
+    if args.json:
+        result = {
+            "machine": describe_machine(),
+            "line_reader": args.line_reader,
+            "recipes": RECIPES,
+            "sizes": {name: len(split) for name, split in sets.items()},
+            "runs": runs,
+        }
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
