@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import csv
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from PIL import Image
 from .checkpoints import load_model
 from .ctc import forced_alignment
 from .datasets.copiste import LineSplit, load_copiste
+from .errors import HwrError
 from .lines import pad_lines
 from .predict import predict_lines
 from .preprocess import ImageError, preprocess_number_photo
@@ -254,14 +256,18 @@ def _has_ink(image: np.ndarray) -> bool:
     return True
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Cut the real-numbers test set out of the lines.")
     parser.add_argument("--checkpoint", default="checkpoints/line_reader.pt")
     parser.add_argument("--out", default="book/real_numbers")
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args(argv)
-    splits, _ = load_copiste(args.data_dir)
-    model, checkpoint = load_model(args.checkpoint)
+    try:
+        splits, _ = load_copiste(args.data_dir)
+        model, checkpoint = load_model(args.checkpoint)
+    except HwrError as error:  # a missing checkpoint or data set: one line, as hwr says it
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 2
     crops = []
     for split in ("val", "test"):
         found, unaligned = cut_numbers(splits[split], model, checkpoint["class_names"])
@@ -270,7 +276,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{split} line {i} ({splits[split].pages[i]}) could not be aligned: left out")
     written = write_number_folder(crops, args.out)
     print(f"{written} of {len(crops)} numbers written to {args.out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

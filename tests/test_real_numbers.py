@@ -76,3 +76,11 @@ def test_the_published_folder_lists_every_crop_and_no_rejected_one():
         warnings.simplefilter("error")  # its README is no stray file
         dataset = load_dataset(f"folder:{PUBLISHED}", val_size=0)
     assert dataset.task == "ctc" and len(dataset.train) == len(rows)
+
+
+def test_making_the_set_without_a_line_reader_says_so_in_one_line(tmp_path, capsys):
+    missing = tmp_path / "line_reader.pt"
+    assert real_numbers.main(["--checkpoint", str(missing), "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "error:" in error and str(missing) in error
+    assert not (tmp_path / "out").exists()
