@@ -27,7 +27,8 @@ DEVICES_HELP = "auto, cpu, cuda, cuda:1, mps"
 
 #: Defaults of the settings that depend on the model; TrainConfig fills in those left as None.
 #: Every model has the book's recipe (chosen on validation, benchmarks/RESULTS.md) but the number
-#: reader, which learns with CTC (no label smoothing) from generated strips (no augmentation).
+#: reader, which learns with CTC (no label smoothing) from generated strips, augmented towards
+#: other hands (hwr_utils.augment.augment_strips, chosen on numbers of Part V's training writers).
 RECIPE_DEFAULTS: dict[str, Any] = {
     "epochs": 6,
     "batch_size": 128,
@@ -43,7 +44,7 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
         "batch_size": 64,
         "lr": 0.05,
         "label_smoothing": 0.0,
-        "augment": 0.0,
+        "augment": 1.0,  # slant, stretch, smaller digits, pen width, underlines: augment_strips
         "train_limit": 40_000,  # training strips, made from the training split's digits
     },
     "line_reader": {

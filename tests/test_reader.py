@@ -61,7 +61,7 @@ def number_photos(tmp_path_factory, mnist):
 
 def test_crnn_has_its_own_defaults():
     config = TrainConfig(model="crnn")
-    assert config.task == "ctc" and config.label_smoothing == 0 and config.augment == 0
+    assert config.task == "ctc" and config.label_smoothing == 0 and config.augment == 1
     assert config.out == "checkpoints/crnn.pt" and TrainConfig().label_smoothing > 0
     with pytest.raises(ConfigError, match="CTC"):
         TrainConfig(model="crnn", label_smoothing=0.1)
