@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -108,7 +109,7 @@ def main() -> None:
             runs.append(run)
             print(json.dumps(run), flush=True)
 
-    print(f"\n{written} numbers of the training writers (the choice); test sets beside it")
+    print(f"\ncrnn, {written} numbers of the training writers (the choice); test sets beside it")
     keys = ["val_accuracy"] + [f"{s}_{k}" for s in SETS for k in ("accuracy", "cer")]
     for key in keys + ["train_seconds"]:
         cells = [mean_and_spread([r[key] for r in runs if r["recipe"] == rec]) for rec in RECIPES]
@@ -125,6 +126,8 @@ def main() -> None:
             "runs": runs,
         }
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    if args.smoke:
+        shutil.rmtree(folder)  # the smoke run's scratch folder
 
 
 if __name__ == "__main__":
