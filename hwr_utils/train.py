@@ -224,17 +224,14 @@ def prepare_training(config: TrainConfig, train: MNISTSplit | None = None) -> Tr
             world_size=world.size,
         )
     else:
+        augment_batch = augment_strips if config.task == "ctc" else random_affine
         batches = TensorBatches(
             train.images.unsqueeze(1).to(device),  # uint8 pixels: augmented before any scaling
             train.labels.to(device),
             config.batch_size // world.size,
             shuffle=True,
             seed=config.seed,
-            augment=partial(
-                augment_strips if config.task == "ctc" else random_affine, strength=config.augment
-            )
-            if config.augment
-            else None,  # fmt: skip
+            augment=partial(augment_batch, strength=config.augment) if config.augment else None,
             drop_last=len(train) >= config.batch_size,
             rank=world.rank,
             world_size=world.size,
