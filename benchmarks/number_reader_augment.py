@@ -23,30 +23,19 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from hwr_utils import ctc
 from hwr_utils.bench.engines import describe_machine, mean_and_spread
+from hwr_utils.bench.numbers import cut_training_writers_numbers, score_reader
 from hwr_utils.checkpoints import load_checkpoint, model_from_checkpoint
 from hwr_utils.config import TrainConfig
-from hwr_utils.data import CLASS_NAMES, load_mnist, load_usps, to_float, usps_as_mnist
+from hwr_utils.data import CLASS_NAMES, load_mnist, load_usps, usps_as_mnist
 from hwr_utils.datasets import load_dataset
-from hwr_utils.datasets.copiste import load_copiste
 from hwr_utils.digit_strings import TEST_SEED, make_number_strips, published_test_strips
-from hwr_utils.predict import predict_logits
-from hwr_utils.real_numbers import crop_image, cut_numbers, write_number_folder
-from hwr_utils.teaching.notebooks import load_or_train
 from hwr_utils.train import fit
 
 PUBLISHED = Path(__file__).parents[1] / "book" / "real_numbers"
 #: The recipes compared: their augmentation strength (``hwr train --augment``).
 RECIPES = {"none": 0.0, "strips": 1.0}
 SETS = ("training_writers", "mnist_strips", "usps_strips", "real_numbers")
-
-
-def score(model, strips) -> dict[str, float]:
-    """Sequence accuracy and CER of greedy readings, as ``hwr evaluate`` computes them."""
-    outputs = predict_logits(model, to_float(strips.images), batch_size=500)
-    metrics = ctc.sequence_metrics(ctc.sequence_sums(ctc.greedy_decode(outputs), strips.labels))
-    return {"accuracy": metrics["accuracy"], "cer": metrics["cer"]}
 
 
 def candidate(folder: Path, recipe: str, seed: int, smoke: bool) -> dict:
@@ -73,15 +62,7 @@ def main() -> None:
     folder = folder or Path(args.candidates)
     folder.mkdir(parents=True, exist_ok=True)
 
-    tiny = {"train_limit": 48, "model_config": {"width": 8, "hidden": 32}} if args.smoke else {}
-    line_reader, line_checkpoint = load_or_train(
-        args.line_reader, smoke=args.smoke, model="line_reader", data="copiste", **tiny
-    )
-    lines = load_copiste()[0]["train"]
-    if args.smoke:
-        lines = lines.subset(range(200))
-    found, _ = cut_numbers(lines, line_reader, line_checkpoint["class_names"])
-    written = write_number_folder([(c, crop_image(lines, c)) for c in found], folder / "numbers")
+    written, _, _ = cut_training_writers_numbers(args.line_reader, folder / "numbers", args.smoke)
     _, mnist_test = load_mnist()
     count = 200 if args.smoke else None
     digits = list(CLASS_NAMES)  # the reader's alphabet, whatever digits a folder holds
@@ -105,7 +86,7 @@ def main() -> None:
             run = {"recipe": recipe, "seed": seed, "train_seconds": checkpoint["train_seconds"]}
             run["val_accuracy"] = checkpoint["metrics"]["val"]["accuracy"]
             for name, split in sets.items():
-                run.update({f"{name}_{k}": v for k, v in score(model, split).items()})
+                run.update({f"{name}_{k}": v for k, v in score_reader(model, split).items()})
             runs.append(run)
             print(json.dumps(run), flush=True)
 

@@ -29,29 +29,18 @@ from pathlib import Path
 
 from PIL import Image
 
-from hwr_utils import ctc
 from hwr_utils.bench.engines import describe_machine, mean_and_spread
+from hwr_utils.bench.numbers import cut_training_writers_numbers, score_reader
 from hwr_utils.checkpoints import model_from_checkpoint
 from hwr_utils.config import TrainConfig
-from hwr_utils.data import load_mnist, to_float
+from hwr_utils.data import load_mnist
 from hwr_utils.datasets import load_dataset
-from hwr_utils.datasets.copiste import load_copiste
 from hwr_utils.digit_strings import make_number_strips, published_test_strips
-from hwr_utils.predict import predict_logits
-from hwr_utils.real_numbers import crop_image, cut_numbers, write_number_folder
 from hwr_utils.teaching.notebooks import load_or_train
 from hwr_utils.train import fit
 
 PUBLISHED = Path(__file__).parents[1] / "book" / "real_numbers"
-KEYS = ("accuracy", "cer")
 RECIPES = ("real numbers", "real numbers + MNIST strips")
-
-
-def score(model, strips) -> dict[str, float]:
-    """Sequence accuracy and CER of greedy readings, as ``hwr evaluate`` computes them."""
-    outputs = predict_logits(model, to_float(strips.images), batch_size=500)
-    metrics = ctc.sequence_metrics(ctc.sequence_sums(ctc.greedy_decode(outputs), strips.labels))
-    return {key: metrics[key] for key in KEYS}
 
 
 def add_mnist_strips(source: Path, out: Path, count: int) -> None:
@@ -79,17 +68,11 @@ def main() -> None:
     print(describe_machine())
     scratch = Path(tempfile.mkdtemp(prefix="hwr-real-numbers-"))
     reader, reader_checkpoint = load_or_train(args.checkpoint, smoke=args.smoke, model="crnn")
-    tiny = {"train_limit": 48, "model_config": {"width": 8, "hidden": 32}} if args.smoke else {}
-    line_reader, line_checkpoint = load_or_train(
-        args.line_reader, smoke=args.smoke, model="line_reader", data="copiste", **tiny
-    )
-    lines = load_copiste()[0]["train"]
-    if args.smoke:
-        lines = lines.subset(range(200))
-    found, unaligned = cut_numbers(lines, line_reader, line_checkpoint["class_names"])
     tuning_folder = scratch / "train_numbers"
-    written = write_number_folder([(c, crop_image(lines, c)) for c in found], tuning_folder)
-    print(f"{written} numbers cut from {len(lines)} training lines ({len(unaligned)} unaligned)")
+    written, lines, unaligned = cut_training_writers_numbers(
+        args.line_reader, tuning_folder, args.smoke
+    )
+    print(f"{written} numbers cut from {lines} training lines ({unaligned} unaligned)")
     folders = {RECIPES[0]: tuning_folder, RECIPES[1]: scratch / "mixed"}
     add_mnist_strips(tuning_folder, folders[RECIPES[1]], written)
 
@@ -97,7 +80,7 @@ def main() -> None:
     test = load_dataset(f"folder:{PUBLISHED}", val_size=0, alphabet=alphabet).train
     _, mnist_test = load_mnist()
     strips = published_test_strips(mnist_test, 200 if args.smoke else 2000)
-    zero_shot = {"real": score(reader, test), "mnist_strips": score(reader, strips)}
+    zero_shot = {"real": score_reader(reader, test), "mnist_strips": score_reader(reader, strips)}
     print(f"zero-shot: real numbers {zero_shot['real']}, MNIST strips {zero_shot['mnist_strips']}")
     runs = []
     for seed in range(1 if args.smoke else args.seeds):
@@ -110,8 +93,8 @@ def main() -> None:
             tic = time.perf_counter()
             tuned = model_from_checkpoint(fit(config))
             run = {"recipe": recipe, "seed": seed, "seconds": time.perf_counter() - tic}
-            run.update({f"real_{k}": v for k, v in score(tuned, test).items()})
-            run.update({f"mnist_strips_{k}": v for k, v in score(tuned, strips).items()})
+            run.update({f"real_{k}": v for k, v in score_reader(tuned, test).items()})
+            run.update({f"mnist_strips_{k}": v for k, v in score_reader(tuned, strips).items()})
             runs.append(run)
             print(f"  {recipe}, seed {seed}: " + json.dumps(run), flush=True)
     for recipe in RECIPES:
@@ -135,6 +118,7 @@ def main() -> None:
             "runs": runs,
         }
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    shutil.rmtree(scratch)  # the fine-tuned checkpoints and the folders
 
 
 if __name__ == "__main__":

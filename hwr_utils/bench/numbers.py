@@ -1,0 +1,41 @@
+"""The number reader scored on other hands than MNIST's: what ``benchmarks/real_numbers.py`` and
+``benchmarks/number_reader_augment.py`` share (chapter "Reading whole numbers")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import ctc
+from ..data import to_float
+from ..datasets.copiste import load_copiste
+from ..digit_strings import NumberStrips
+from ..predict import predict_logits
+from ..real_numbers import crop_image, cut_numbers, write_number_folder
+from ..teaching.notebooks import load_or_train
+
+
+def score_reader(model, strips: NumberStrips) -> dict[str, float]:
+    """Sequence accuracy and CER of greedy readings, as ``hwr evaluate`` computes them."""
+    outputs = predict_logits(model, to_float(strips.images), batch_size=500)
+    metrics = ctc.sequence_metrics(ctc.sequence_sums(ctc.greedy_decode(outputs), strips.labels))
+    return {"accuracy": metrics["accuracy"], "cer": metrics["cer"]}
+
+
+def cut_training_writers_numbers(
+    line_reader: str | Path, out: Path, smoke: bool = False
+) -> tuple[int, int, int]:
+    """Cut the numbers of Part V's *training* writers out of their lines, as the real-numbers
+    test set is cut (:mod:`hwr_utils.real_numbers`, no crop looked at), into the text folder
+    ``out``. The line reader is loaded from ``line_reader`` (trained first if missing; tiny and
+    on 200 lines in ``smoke`` mode). Returns the numbers written, the lines read and the lines
+    that could not be aligned."""
+    tiny = {"train_limit": 48, "model_config": {"width": 8, "hidden": 32}} if smoke else {}
+    model, checkpoint = load_or_train(
+        line_reader, smoke=smoke, model="line_reader", data="copiste", **tiny
+    )
+    lines = load_copiste()[0]["train"]
+    if smoke:
+        lines = lines.subset(range(200))
+    found, unaligned = cut_numbers(lines, model, checkpoint["class_names"])
+    written = write_number_folder([(c, crop_image(lines, c)) for c in found], out)
+    return written, len(lines), len(unaligned)
