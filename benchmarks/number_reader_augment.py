@@ -58,8 +58,8 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="write the results to this file")
     args = parser.parse_args()
     print(describe_machine())
-    folder = Path(tempfile.mkdtemp(prefix="hwr-number-candidates-")) if args.smoke else None
-    folder = folder or Path(args.candidates)
+    scratch = tempfile.mkdtemp(prefix="hwr-number-candidates-") if args.smoke else None
+    folder = Path(scratch or args.candidates)
     folder.mkdir(parents=True, exist_ok=True)
 
     written, _, _ = cut_training_writers_numbers(args.line_reader, folder / "numbers", args.smoke)
