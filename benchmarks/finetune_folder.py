@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -94,6 +95,7 @@ def main() -> None:
             runs.append(run)
             print(f"{naming:6} seed {seed}: accuracy {run['accuracy']:.4f} "
                   f"(hwr finetune took {seconds:.0f} s)")  # fmt: skip
+    shutil.rmtree(work)  # the folders written and the fine-tuned checkpoints
     for naming in tests:
         scores = [r["accuracy"] for r in runs if r["naming"] == naming]
         print(

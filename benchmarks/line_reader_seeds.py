@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import tempfile
 import time
@@ -106,6 +107,8 @@ def main() -> None:
     for seed in range(seeds):
         runs.append(score_seed(train_seed(seed, folder, args.smoke), args.smoke))
         print(f"  seed {seed}: " + json.dumps(runs[-1]), flush=True)
+    if args.smoke:
+        shutil.rmtree(folder)  # the smoke run's reader
     print(f"\nline_reader, {seeds} seeds, test lines: {runs[0]['test_lines']}")
     for key in ("val_cer_greedy", *(f"test_{k}" for k in TEST_KEYS)):
         print(f"  {key:34}{mean_and_spread([r[key] for r in runs]):>18}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import tempfile
 import time
@@ -89,6 +90,7 @@ def main() -> None:
                 "cer_greedy": cer(greedy_texts, truth),
                 "cer": cer(lm_texts, truth),
             })  # fmt: skip
+    shutil.rmtree(folder)  # the export (and the smoke run's reader)
     widths = test.widths.float()
     print(f"{len(lines)} test lines, read one at a time (widths {int(widths.min())} to "
           f"{int(widths.max())} px, median {int(widths.median())}); per line:")  # fmt: skip

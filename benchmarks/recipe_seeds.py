@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import tempfile
 from pathlib import Path
@@ -65,6 +66,7 @@ def main() -> None:
             )
             print(f"  {name}, seed {seed}: {runs[-1]}", flush=True)
         results[name] = runs
+    shutil.rmtree(folder)  # the runs' checkpoints; the figures are printed
     print(f"\n{'candidate':28}{'validation':>18}{'test':>18}{'train s':>9}")
     for name, runs in results.items():
         val = mean_and_spread([r["val_accuracy"] for r in runs])

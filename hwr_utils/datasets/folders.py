@@ -69,7 +69,7 @@ def load_folder(
     if task == "ctc" and lines:
         task = "lines"
     reader = _read_texts if task != "classification" else _read_classes
-    train_files, train_labels, names = reader(
+    train_files, train_labels, names, train_writers = reader(
         train_root, alphabet if task != "classification" else None
     )
     digest, skipped = hashlib.md5(), []
@@ -77,13 +77,12 @@ def load_folder(
     for name in ("train", "val", "test"):
         folder = parts.get(name)
         if name == "train":
-            files, labels = train_files, train_labels
+            files, labels, writers = train_files, train_labels, train_writers
         elif folder is None or not folder.is_dir():
             splits[name] = None
             continue
         else:
-            files, labels, _ = reader(folder, names)
-        writers = _writers(folder or train_root, files) if task == "lines" else None
+            files, labels, _, writers = reader(folder, names)
         splits[name] = _images(files, labels, task, names, writers)
         for file, label in zip(files, labels, strict=True):
             digest.update(f"{file.relative_to(root)}\0{label}\0".encode())
@@ -129,9 +128,11 @@ def _not_images(folder: Path, task: str) -> list[Path]:
     )  # fmt: skip
 
 
-def _read_classes(folder: Path, known: list[str] | None) -> tuple[list[Path], list[int], list[str]]:
-    """Image files and class indices of a folder of class folders. ``known``: the classes of
-    the training split, which every other split must use."""
+def _read_classes(
+    folder: Path, known: list[str] | None
+) -> tuple[list[Path], list[int], list[str], None]:
+    """Image files and class indices of a folder of class folders, the classes, and no
+    writers. ``known``: the classes of the training split, which every other split must use."""
     try:
         names, _ = find_classes(str(folder))
     except FileNotFoundError:
@@ -156,19 +157,23 @@ def _read_classes(folder: Path, known: list[str] | None) -> tuple[list[Path], li
         labels += [classes.index(name)] * len(images)
     if empty:
         raise FolderDataError(f"{folder}: class folder(s) with no image: {', '.join(empty)}")
-    return files, labels, classes
+    return files, labels, classes, None
 
 
-def _read_texts(folder: Path, known: list[str] | None) -> tuple[list[Path], list[str], list[str]]:
-    """Image files and texts listed by ``folder/labels.csv``; the alphabet is the training
-    texts' characters (``known``, for the other splits)."""
+def _read_texts(
+    folder: Path, known: list[str] | None
+) -> tuple[list[Path], list[str], list[str], list[str]]:
+    """Image files and texts listed by ``folder/labels.csv``, the alphabet (the training
+    texts' characters; ``known``, for the other splits), and each file's writer from the
+    optional ``writer`` column (``""`` if none: the per-writer figures of ``hwr evaluate``
+    group lines by it)."""
     table = folder / LABELS_FILE
     with open(table, newline="", encoding="utf-8-sig") as handle:
         rows = list(csv.DictReader(handle))
     if not rows or not {"file", "text"} <= set(rows[0]):
         raise FolderDataError(f"{table} needs a header with the columns file,text and one row "
                               "per image")  # fmt: skip
-    files, texts, problems = [], [], []
+    files, texts, writers, problems = [], [], [], []
     for number, row in enumerate(rows, start=2):  # line 1 is the header
         file, text = folder / (row["file"] or "").strip(), (row["text"] or "").strip()
         if not row["file"] or not file.is_file():
@@ -178,9 +183,10 @@ def _read_texts(folder: Path, known: list[str] | None) -> tuple[list[Path], list
         else:
             files.append(file)
             texts.append(text)
+            writers.append((row.get("writer") or "").strip())
     _raise_if(problems, table)
     alphabet = sorted(set("".join(texts))) if known is None else known
-    return files, texts, alphabet
+    return files, texts, alphabet, writers
 
 
 def _images(
@@ -209,15 +215,6 @@ def _images(
         lines = [torch.as_tensor(image) for image in images]
         return pad_lines(lines, labels, names, writers=writers)
     return _strips(images, labels, files, names)
-
-
-def _writers(folder: Path, files: list[Path]) -> list[str]:
-    """Each file's writer from the ``writer`` column of ``folder``'s labels (``""`` if none):
-    the per-writer figures of ``hwr evaluate`` group lines by it."""
-    with open(folder / LABELS_FILE, newline="", encoding="utf-8-sig") as handle:
-        writer_of = {folder / (row.get("file") or "").strip(): (row.get("writer") or "").strip()
-                     for row in csv.DictReader(handle)}  # fmt: skip
-    return [writer_of.get(file, "") for file in files]
 
 
 def _strips(images: list[np.ndarray], texts: list[str], files: list[Path], alphabet: list[str]):
