@@ -59,7 +59,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=960, help="training lines of each epoch")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--smoke", action="store_true", help="32 lines, the first and last arrangements")
+    parser.add_argument("--smoke", action="store_true", help="32 lines, first and last arrangement")
     parser.add_argument("--json", default=None, help="write the figures to this file")
     args = parser.parse_args()
     print(describe_machine())
