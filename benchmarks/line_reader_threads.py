@@ -50,9 +50,10 @@ def lines_per_second(arrangement: str, lines: int, out: Path) -> float:
     result = subprocess.run(argv, capture_output=True, text=True, env=env)
     if result.returncode != 0:
         raise SystemExit(f"{arrangement}: hwr train failed\n{result.stderr[-2000:]}")
-    seconds = load_checkpoint(out)["train_seconds"]
+    checkpoint = load_checkpoint(out)
     out.unlink()
-    return lines / seconds
+    # --train-limit past the training split trains on all of it.
+    return min(lines, checkpoint["data"]["sizes"]["train"]) / checkpoint["train_seconds"]
 
 
 def main() -> None:
