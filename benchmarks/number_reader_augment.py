@@ -1,18 +1,21 @@
-"""The number reader trained with and without strip augmentation (``hwr train --model crnn
---augment S``), three seeds each at the default budget, scored on MNIST's hand and on other
-hands.
+"""The number reader's recipes, three seeds each at the default budget, scored on MNIST's hand
+and on other hands: without strip augmentation (``none``), with it (``strips``, the default),
+and with it on new strips every epoch (``fresh``: ``--fresh-strips``).
 
     python benchmarks/number_reader_augment.py --json benchmarks/results/number_reader_augment.json
+    python benchmarks/number_reader_augment.py --recipes strips fresh   # some of them
     python benchmarks/number_reader_augment.py --smoke      # tiny models, 1 seed: keeps it working
 
-Each run is what ``hwr train --model crnn --augment S --seed N`` runs (the default budget: 8
-epochs of 40,000 strips), saved in ``--candidates`` as ``RECIPE.seedN.pt`` and reused when
-there (train them one at a time, alone on the machine, so that their training times can be
+Each run is what ``hwr train --model crnn --seed N`` with the recipe's options runs (the default
+budget: 8 epochs of 40,000 strips), saved in ``--candidates`` as ``RECIPE.seedN.pt`` and reused
+when there (train them one at a time, alone on the machine, so that their training times can be
 compared). The recipe is chosen on numbers of the *training* writers of *Copiste d'un jour*, cut
 from their lines as the book's real-numbers set is (:mod:`hwr_utils.real_numbers`), with no crop
-looked at: another hand than MNIST's, and not a test set. The test sets are reported beside it:
-the published MNIST test strips, strips of USPS test digits and the book's real numbers
-(``book/real_numbers``). Figures are printed, never asserted.
+looked at: another hand than MNIST's, and not a test set. They are cut once, by
+``--line-reader``, into ``CANDIDATES/numbers`` and reused, so that recipes compared later are
+scored on the same numbers. The test sets are reported beside it: the published MNIST test
+strips, strips of USPS test digits and the book's real numbers (``book/real_numbers``). Figures
+are printed, never asserted.
 """
 
 from __future__ import annotations
@@ -33,8 +36,13 @@ from hwr_utils.digit_strings import TEST_SEED, make_number_strips, published_tes
 from hwr_utils.train import fit
 
 PUBLISHED = Path(__file__).parents[1] / "book" / "real_numbers"
-#: The recipes compared: their augmentation strength (``hwr train --augment``).
-RECIPES = {"none": 0.0, "strips": 1.0}
+#: The recipes compared: their settings of ``hwr train --model crnn`` (``--augment``,
+#: ``--fresh-strips``); the rest is the default budget.
+RECIPES: dict[str, dict] = {
+    "none": {"augment": 0.0},
+    "strips": {"augment": 1.0},
+    "fresh": {"augment": 1.0, "fresh_strips": True},
+}
 SETS = ("training_writers", "mnist_strips", "usps_strips", "real_numbers")
 
 
@@ -43,8 +51,8 @@ def candidate(folder: Path, recipe: str, seed: int, smoke: bool) -> dict:
     path = folder / f"{recipe}.seed{seed}.pt"
     if not path.is_file():
         tiny = {"epochs": 1, "train_limit": 512, "model_config": {"width": 8, "hidden": 32}}
-        config = TrainConfig(model="crnn", augment=RECIPES[recipe], seed=seed, out=str(path),
-                             progress=False, **(tiny if smoke else {}))  # fmt: skip
+        config = TrainConfig(model="crnn", seed=seed, out=str(path), progress=False,
+                             **RECIPES[recipe], **(tiny if smoke else {}))  # fmt: skip
         fit(config)
     return load_checkpoint(path)
 
@@ -54,6 +62,7 @@ def main() -> None:
     parser.add_argument("--candidates", default="checkpoints/number_candidates")
     parser.add_argument("--line-reader", default="checkpoints/line_reader.pt")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--recipes", nargs="+", choices=RECIPES, default=list(RECIPES))
     parser.add_argument("--smoke", action="store_true", help="tiny models, 1 seed, 1 epoch")
     parser.add_argument("--json", default=None, help="write the results to this file")
     args = parser.parse_args()
@@ -62,7 +71,8 @@ def main() -> None:
     folder = Path(scratch or args.candidates)
     folder.mkdir(parents=True, exist_ok=True)
 
-    written, _, _ = cut_training_writers_numbers(args.line_reader, folder / "numbers", args.smoke)
+    if not (folder / "numbers" / "labels.csv").is_file():  # cut once: every recipe, same numbers
+        cut_training_writers_numbers(args.line_reader, folder / "numbers", args.smoke)
     _, mnist_test = load_mnist()
     count = 200 if args.smoke else None
     digits = list(CLASS_NAMES)  # the reader's alphabet, whatever digits a folder holds
@@ -78,8 +88,9 @@ def main() -> None:
     }
     print(", ".join(f"{name} {len(split)}" for name, split in sets.items()) + " numbers")
 
+    written, recipes = len(sets["training_writers"]), args.recipes
     runs = []
-    for recipe in RECIPES:
+    for recipe in recipes:
         for seed in range(1 if args.smoke else args.seeds):
             checkpoint = candidate(folder, recipe, seed, args.smoke)
             model = model_from_checkpoint(checkpoint)
@@ -93,16 +104,16 @@ def main() -> None:
     print(f"\ncrnn, {written} numbers of the training writers (the choice); test sets beside it")
     keys = ["val_accuracy"] + [f"{s}_{k}" for s in SETS for k in ("accuracy", "cer")]
     for key in keys + ["train_seconds"]:
-        cells = [mean_and_spread([r[key] for r in runs if r["recipe"] == rec]) for rec in RECIPES]
+        cells = [mean_and_spread([r[key] for r in runs if r["recipe"] == rec]) for rec in recipes]
         print(
             f"  {key:26} "
-            + "   ".join(f"{rec} {cell}" for rec, cell in zip(RECIPES, cells, strict=True))
+            + "   ".join(f"{rec} {cell}" for rec, cell in zip(recipes, cells, strict=True))
         )
     if args.json:
         result = {
             "machine": describe_machine(),
             "line_reader": args.line_reader,
-            "recipes": RECIPES,
+            "recipes": {name: RECIPES[name] for name in recipes},
             "sizes": {name: len(split) for name, split in sets.items()},
             "runs": runs,
         }

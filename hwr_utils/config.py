@@ -114,6 +114,9 @@ class TrainConfig:
     val_size: int | None = None  # None: the data's rule (hwr_utils.datasets; MNIST: 5000)
     # Use only the first N training images (smoke runs, tests); for crnn, N training strips.
     train_limit: int | None = None
+    # Number strips only: every epoch writes new training strips (the first epoch's are the
+    # strips a run without this trains on), so the reader never sees a number twice.
+    fresh_strips: bool = False
     seed: int = 0
     device: str = "auto"
     compile: bool = False
@@ -136,6 +139,8 @@ class TrainConfig:
         if self.data is None:
             self.data = default_data(self.model)
         kind, _ = parse_spec(self.data)  # an unknown dataset fails here, before any loading
+        if self.fresh_strips and kind != "strips":
+            raise ConfigError(f"fresh strips are number strips: use --data strips, not {self.data}")
         if self.val_size is None and kind in ("mnist", "strips"):
             self.val_size = MNIST_VAL_SIZE
         if self.optimizer == "adam":  # the name it had before it said what it builds
@@ -188,7 +193,16 @@ class TrainConfig:
         """The settings that change the numbers (a resumed run must match them); progress
         bars, paths and devices do not."""
         ignore = {"resume", "progress", "out", "data_dir", "device", "compile"}
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ignore}
+        settings = {k: v for k, v in dataclasses.asdict(self).items() if k not in ignore}
+        # A setting added later is left out at its default: checkpoints from before it resume.
+        for name, default in LATER_SETTINGS.items():
+            if settings[name] == default:
+                del settings[name]
+        return settings
+
+
+#: Settings added after checkpoints were first written, with their defaults (see fingerprint).
+LATER_SETTINGS: dict[str, Any] = {"fresh_strips": False}
 
 
 def by_model(name: str) -> str:
@@ -287,6 +301,11 @@ def add_recipe_options(parser: argparse.ArgumentParser, default_of) -> None:
         default=None,
         help="validation examples split off the training data (default: 5000 for MNIST, a "
         "tenth otherwise; a folder's own val/ when it has one)",
+    )
+    parser.add_argument(
+        "--fresh-strips",
+        action="store_true",
+        help="crnn: write new training strips every epoch (the same number of them)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help=DEVICES_HELP)

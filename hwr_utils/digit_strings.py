@@ -16,6 +16,7 @@ fix the published test set.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -114,7 +115,7 @@ def render_number(
 def make_number_strips(
     split: MNISTSplit,
     count: int,
-    seed: int,
+    seed: int | Sequence[int],
     lengths: tuple[int, int] = (1, MAX_DIGITS),
     width: int = STRIP_WIDTH,
     **render_options,
@@ -140,6 +141,14 @@ def make_number_strips(
         images[i, :, : strip.shape[1]] = strip
         labels[i, : len(picks)] = split.labels[picks].numpy()
     return NumberStrips(torch.from_numpy(images), torch.from_numpy(labels))
+
+
+def epoch_strips(digits: MNISTSplit, count: int, seed: int, epoch: int) -> NumberStrips:
+    """Epoch ``epoch``'s ``count`` training strips when every epoch writes its own (``hwr train
+    --fresh-strips``): epoch 0 takes the strips of seed ``seed``, those a run without fresh
+    strips trains on every epoch; epoch *k* draws with the seed ``(seed, k)``, so a resumed run
+    writes exactly the strips an uninterrupted one had."""
+    return make_number_strips(digits, count, seed if epoch == 0 else (seed, epoch))
 
 
 def published_test_strips(test: MNISTSplit, count: int | None = None) -> NumberStrips:

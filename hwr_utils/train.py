@@ -14,7 +14,7 @@ import math
 import time
 import warnings
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -172,6 +172,8 @@ class TrainingSetup:
     model_config: dict[str, Any]  # what rebuilds the model (build_model), saved with it
     init_from: dict[str, Any] | None  # what a fine-tuned model started from
     decoder: dict[str, Any] | None = None  # a line reader's language model (LineDecoder state)
+    # Epoch -> its training split, for runs that write new strips every epoch (fresh_strips).
+    draw_train: Callable[[int], Split] | None = None
 
 
 def prepare_training(config: TrainConfig, train: MNISTSplit | None = None) -> TrainingSetup:
@@ -205,6 +207,8 @@ def prepare_training(config: TrainConfig, train: MNISTSplit | None = None) -> Tr
             f"{config.model} learns {config.task} but {config.data} holds "
             + ("classes" if dataset.task == "classification" else f"{dataset.task}: use a reader")
         )
+    if train is not None and config.fresh_strips:
+        raise ConfigError("fresh strips are written from the data's digits, not from a given split")
     if train is None:
         train = dataset.train
     elif config.train_limit is not None:  # a split of the caller's own, cut like the data's
@@ -288,6 +292,7 @@ def prepare_training(config: TrainConfig, train: MNISTSplit | None = None) -> Tr
         device, model, task, batches, optimizer, scheduler, dataset.val, test,
         to_float(dataset.val.images), None if test is None else to_float(test.images), bf16,
         world, dataset, dataset.card(), model_config, init_from, decoder,
+        dataset.draw_train if config.fresh_strips else None,
     )  # fmt: skip
 
 
@@ -382,6 +387,10 @@ def fit(config: TrainConfig, train: MNISTSplit | None = None) -> dict[str, Any]:
     for epoch in range(start_epoch, config.epochs):
         batches.set_epoch(epoch)
         tic = time.perf_counter()
+        if setup.draw_train is not None and epoch > 0:  # writing them is part of training
+            fresh = setup.draw_train(epoch)
+            batches.images = fresh.images.unsqueeze(1).to(device)
+            batches.targets = fresh.labels.to(device)
         train_stats = train_one_epoch(
             run_model,
             task,

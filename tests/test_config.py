@@ -63,6 +63,23 @@ def test_fingerprint_ignores_what_does_not_change_the_numbers():
     assert a.fingerprint() != TrainConfig(lr=0.2).fingerprint()
 
 
+def test_a_later_setting_at_its_default_leaves_the_fingerprint_as_it_was():
+    # Checkpoints written before fresh_strips existed must still resume.
+    usual = TrainConfig(model="crnn")
+    assert "fresh_strips" not in usual.fingerprint() and "seed" in usual.fingerprint()
+    fresh = TrainConfig(model="crnn", fresh_strips=True)
+    assert fresh.fingerprint() == {**usual.fingerprint(), "fresh_strips": True}
+    parsed = config_from_args(get_args_parser().parse_args(["--model", "crnn", "--fresh-strips"]))
+    assert parsed.fresh_strips
+
+
+def test_fresh_strips_need_strips():
+    with pytest.raises(ConfigError, match="--data strips"):
+        TrainConfig(model="crnn", data="mnist", fresh_strips=True)
+    with pytest.raises(ConfigError, match="--data strips"):
+        TrainConfig(fresh_strips=True)  # hwrnet reads MNIST digits
+
+
 def test_the_line_data_picks_the_line_reader():
     parsed = config_from_args(get_args_parser().parse_args(["--data", "copiste"]))
     assert parsed.model == "line_reader" and parsed.task == "lines" and parsed.epochs == 16

@@ -11,6 +11,7 @@ from hwr_utils.digit_strings import (
     STRIP_HEIGHT,
     STRIP_WIDTH,
     TEST_SEED,
+    epoch_strips,
     make_number_strips,
     number_strip_splits,
     published_test_strips,
@@ -93,3 +94,17 @@ def test_segmentation_cuts_separated_digits_and_fails_on_touching_ones(mnist):
     assert np.mean([len(p) == 3 for p in cut_apart]) > 0.85
     assert np.mean([len(p) == 3 for p in cut_touching]) < 0.5
     assert segment_strip(np.zeros((STRIP_HEIGHT, 50), np.uint8)) == []
+
+
+def test_each_epoch_writes_its_own_strips_and_the_first_are_the_usual(mnist):
+    _, test = mnist
+    usual = make_number_strips(test, 32, seed=5)
+    epochs = [epoch_strips(test, 32, seed=5, epoch=e) for e in range(3)]
+    assert torch.equal(epochs[0].images, usual.images)
+    assert torch.equal(epochs[0].labels, usual.labels)
+    assert not torch.equal(epochs[1].labels, epochs[0].labels)
+    assert not torch.equal(epochs[2].labels, epochs[1].labels)
+    again = epoch_strips(test, 32, seed=5, epoch=2)  # what a resumed run writes
+    assert torch.equal(again.images, epochs[2].images)
+    other_seed = epoch_strips(test, 32, seed=6, epoch=1)
+    assert not torch.equal(other_seed.labels, epochs[1].labels)

@@ -151,11 +151,35 @@ def test_exported_reader_reads_the_same_at_any_width(reader, number_photos, run_
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("fresh_strips", [False, True])
 def test_resume_ends_where_an_uninterrupted_run_ends(
-    tmp_path, mnist_root, small_test_set, killed_and_resumed, assert_same_run
+    tmp_path, mnist_root, small_test_set, killed_and_resumed, assert_same_run, fresh_strips
 ):
     from hwr_utils import train as train_module
 
-    whole = train_module.fit(reader_config(tmp_path / "whole", mnist_root, epochs=2))
-    resumed = killed_and_resumed(reader_config(tmp_path / "parts", mnist_root, epochs=2), epoch=2)
+    settings = dict(epochs=2, fresh_strips=fresh_strips)
+    whole = train_module.fit(reader_config(tmp_path / "whole", mnist_root, **settings))
+    resumed = killed_and_resumed(reader_config(tmp_path / "parts", mnist_root, **settings), epoch=2)
     assert_same_run(whole, resumed)
+
+
+def test_fresh_strips_are_new_every_epoch(tmp_path, mnist_root, small_test_set, monkeypatch):
+    from hwr_utils import train as train_module
+
+    seen, real = [], train_module.train_one_epoch
+
+    def recording(model, task, optimizer, batches, *args, **kwargs):
+        seen.append((batches.images.clone(), batches.targets.clone()))
+        return real(model, task, optimizer, batches, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_one_epoch", recording)
+    config = reader_config(tmp_path, mnist_root, epochs=3, train_limit=64, fresh_strips=True)
+    train_module.fit(config)
+    (first, first_labels), (second, second_labels), (third, _) = seen
+    assert first.shape == second.shape == (64, 1, 32, digit_strings.STRIP_WIDTH)
+    assert not torch.equal(first_labels, second_labels) and not torch.equal(second, third)
+    # The first epoch trains on the strips a run without fresh strips has for every epoch.
+    usual = train_module.prepare_training(reader_config(tmp_path, mnist_root, train_limit=64))
+    assert torch.equal(first, usual.batches.images)
+    with pytest.raises(ConfigError, match="given split"):
+        train_module.fit(config, train=usual.dataset.train)

@@ -9,7 +9,8 @@ text, the alphabet) come from it, and a model is sized by them. Splits are defin
 
 * ``mnist`` and ``strips``: MNIST's own test set; validation is ``val_size`` (default 5,000)
   training digits drawn with ``seed`` (:func:`hwr_utils.data.train_val_split`); strips are
-  written with the digits of each split (:func:`hwr_utils.digit_strings.number_strip_splits`).
+  written with the digits of each split (:func:`hwr_utils.digit_strings.number_strip_splits`);
+  ``draw_train`` writes any epoch's new training strips (``hwr train --fresh-strips``).
 * ``copiste``: the published split by writer (every writer's lines in one split only).
 * ``usps``: USPS's own training and test sets, brought to MNIST's conventions
   (:func:`hwr_utils.data.usps_as_mnist`); validation as for a folder.
@@ -24,7 +25,9 @@ checkpoints record in their model card.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -41,7 +44,7 @@ from ..data import (
     train_val_split,
     usps_as_mnist,
 )
-from ..digit_strings import NumberStrips, number_strip_splits
+from ..digit_strings import NumberStrips, epoch_strips, number_strip_splits
 from ..errors import ConfigError
 from ..lines import PaddedLines, pad_lines
 from ..models import MODEL_TASKS
@@ -73,6 +76,9 @@ class Dataset:
     val: Split
     test: Split | None
     provenance: dict[str, Any] = field(default_factory=dict)
+    # Generated training data (number strips): epoch -> that epoch's training split, for runs
+    # that write new examples every epoch; None where the data is what it is.
+    draw_train: Callable[[int], Split] | None = field(default=None, repr=False, compare=False)
 
     def pixel_stats(self) -> tuple[float, float]:
         """Mean and standard deviation of the training pixels, scaled to [0, 1]: what a model
@@ -158,13 +164,14 @@ def load_dataset(
         _check_val_size(val_count, len(train))
         train, val = train_val_split(train, val_count, seed=seed)
         provenance = {"found_in": str(root.resolve()), "md5": dict(MNIST_MD5)}
-        task = "classification"
+        task, draw_train = "classification", None
         if kind == "strips":
             count = train_limit if train_limit is not None else len(train)
+            draw_train = partial(epoch_strips, train, count, seed)
             train, val, test = number_strip_splits(train, val, test, count, seed)
             provenance["strips"] = {"train_seed": seed, "val_seed": seed + 1}
             task, train_limit = "ctc", None
-        dataset = Dataset(spec, task, list(CLASS_NAMES), train, val, test, provenance)
+        dataset = Dataset(spec, task, list(CLASS_NAMES), train, val, test, provenance, draw_train)
     if train_limit is not None:
         if train_limit < 1:
             raise ConfigError(f"train_limit must be positive, got {train_limit}")
