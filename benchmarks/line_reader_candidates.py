@@ -36,16 +36,17 @@ from typing import TextIO
 from hwr_utils.bench.engines import describe_machine, mean_and_spread
 from hwr_utils.checkpoints import load_checkpoint
 
-#: The candidates of each budget: ``hwr train`` options added to the defaults. The short
-#: budget adds ``--epochs``; a full-budget candidate names every setting it is about, so that it
-#: keeps its meaning when the defaults change.
+#: The candidates of each budget: ``hwr train`` options added to the defaults. Each names every
+#: setting it is about, so that it keeps its meaning when the defaults change; the short budget
+#: adds ``--epochs``.
 CANDIDATES: dict[str, dict[str, list[str]]] = {
     "short": {
-        "default (peak lr 0.0015)": [],
-        "peak lr 0.003": ["--lr", "0.003"],
+        # The first default's batch, at its peak rate and at twice it.
+        "peak lr 0.0015 (batch 16)": ["--batch-size", "16", "--lr", "0.0015"],
+        "peak lr 0.003 (batch 16)": ["--batch-size", "16", "--lr", "0.003"],
     },
     "full": {
-        # The recipe of the book's first line reader, whose hour was measured on one thread.
+        # The book's first line reader's recipe, whose hour was measured on one thread.
         "16 epochs, batch 16, peak lr 0.0015": ["--epochs", "16", "--batch-size", "16",
                                                 "--lr", "0.0015"],
         # Two threads at batch 32 train more lines a second than one thread at batch 16

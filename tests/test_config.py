@@ -82,7 +82,7 @@ def test_fresh_strips_need_strips():
 
 def test_the_line_data_picks_the_line_reader():
     parsed = config_from_args(get_args_parser().parse_args(["--data", "copiste"]))
-    assert parsed.model == "line_reader" and parsed.task == "lines" and parsed.epochs == 16
+    assert parsed.model == "line_reader" and parsed.task == "lines" and parsed.epochs == 28
     assert config_from_args(get_args_parser().parse_args([])).model == "hwrnet"
     # An explicit model is kept, and a model that cannot read lines is told so when it trains.
     assert (
