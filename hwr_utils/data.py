@@ -415,7 +415,9 @@ class TensorBatches:
     ``augment`` (a function of a batch) is applied to each batch, e.g.
     :func:`hwr_utils.augment.random_affine`. In data-parallel training process ``rank`` of
     ``world_size`` serves only its :func:`~hwr_utils.distributed.shard` of each epoch's order
-    (the same order on every process), ``batch_size`` images per step.
+    (the same order on every process), ``batch_size`` images per step. ``draw`` (a function of
+    the epoch) gives an epoch images and targets of its own, replacing the others when that
+    epoch is iterated (number strips written anew every epoch); epoch 0 keeps those given.
     """
 
     def __init__(
@@ -429,6 +431,7 @@ class TensorBatches:
         drop_last: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        draw: Callable[[int], tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -440,6 +443,7 @@ class TensorBatches:
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.augment, self.drop_last = augment, drop_last
         self.rank, self.world_size = rank, world_size
+        self.draw, self.drawn = draw, 0  # the epoch whose images these are
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -451,6 +455,9 @@ class TensorBatches:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self.draw is not None and self.drawn != self.epoch:  # inside the timed epoch
+            self.images, self.targets = self.draw(self.epoch)
+            self.drawn = self.epoch
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         n = len(self.targets)
         order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)

@@ -14,7 +14,7 @@ import math
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -172,8 +172,6 @@ class TrainingSetup:
     model_config: dict[str, Any]  # what rebuilds the model (build_model), saved with it
     init_from: dict[str, Any] | None  # what a fine-tuned model started from
     decoder: dict[str, Any] | None = None  # a line reader's language model (LineDecoder state)
-    # Epoch -> its training split, for runs that write new strips every epoch (fresh_strips).
-    draw_train: Callable[[int], Split] | None = None
 
 
 def prepare_training(config: TrainConfig, train: MNISTSplit | None = None) -> TrainingSetup:
@@ -229,6 +227,13 @@ def prepare_training(config: TrainConfig, train: MNISTSplit | None = None) -> Tr
         )
     else:
         augment_batch = augment_strips if config.task == "ctc" else random_affine
+        draw = None
+        if config.fresh_strips:  # each epoch's own strips, written when the epoch starts
+
+            def draw(epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+                strips = dataset.draw_train(epoch)
+                return strips.images.unsqueeze(1).to(device), strips.labels.to(device)
+
         batches = TensorBatches(
             train.images.unsqueeze(1).to(device),  # uint8 pixels: augmented before any scaling
             train.labels.to(device),
@@ -239,6 +244,7 @@ def prepare_training(config: TrainConfig, train: MNISTSplit | None = None) -> Tr
             drop_last=len(train) >= config.batch_size,
             rank=world.rank,
             world_size=world.size,
+            draw=draw,
         )
     if base is None:
         model = build_model(
@@ -292,7 +298,6 @@ def prepare_training(config: TrainConfig, train: MNISTSplit | None = None) -> Tr
         device, model, task, batches, optimizer, scheduler, dataset.val, test,
         to_float(dataset.val.images), None if test is None else to_float(test.images), bf16,
         world, dataset, dataset.card(), model_config, init_from, decoder,
-        dataset.draw_train if config.fresh_strips else None,
     )  # fmt: skip
 
 
@@ -387,10 +392,6 @@ def fit(config: TrainConfig, train: MNISTSplit | None = None) -> dict[str, Any]:
     for epoch in range(start_epoch, config.epochs):
         batches.set_epoch(epoch)
         tic = time.perf_counter()
-        if setup.draw_train is not None and epoch > 0:  # writing them is part of training
-            fresh = setup.draw_train(epoch)
-            batches.images = fresh.images.unsqueeze(1).to(device)
-            batches.targets = fresh.labels.to(device)
         train_stats = train_one_epoch(
             run_model,
             task,

@@ -169,8 +169,9 @@ def test_fresh_strips_are_new_every_epoch(tmp_path, mnist_root, small_test_set, 
     seen, real = [], train_module.train_one_epoch
 
     def recording(model, task, optimizer, batches, *args, **kwargs):
-        seen.append((batches.images.clone(), batches.targets.clone()))
-        return real(model, task, optimizer, batches, *args, **kwargs)
+        stats = real(model, task, optimizer, batches, *args, **kwargs)
+        seen.append((batches.images.clone(), batches.targets.clone()))  # what the epoch read
+        return stats
 
     monkeypatch.setattr(train_module, "train_one_epoch", recording)
     config = reader_config(tmp_path, mnist_root, epochs=3, train_limit=64, fresh_strips=True)
