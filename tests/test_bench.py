@@ -5,6 +5,7 @@ import pytest
 import torch
 import torchvision
 
+from hwr_utils.bench.numbers import misreadings
 from hwr_utils.bench.recipes import (
     ARTICLE_NORMALIZATION,
     ARTICLE_TRANSFORM,
@@ -150,3 +151,11 @@ def test_figures_over_seeds_print_the_mean_and_the_sample_spread():
 
     assert mean_and_spread([0.25, 0.5, 0.75]) == "0.5000 +- 0.2500"  # sample std: n - 1
     assert mean_and_spread([0.9]) == "0.9000 +- 0.0000"
+
+
+def test_misreadings_sort_each_wrong_number_by_its_length():
+    truths = [[1, 9, 9, 0], [1, 9, 9, 0], [7], [4, 2], [3, 3]]
+    readings = [[1, 9, 9, 0], [1, 9, 9, 2], [7, 1], [4], [3, 8, 3]]
+    assert misreadings(readings, truths) == {"substituted": 1, "longer": 2, "shorter": 1}
+    with pytest.raises(ValueError):
+        misreadings(readings[:2], truths)

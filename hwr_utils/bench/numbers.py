@@ -14,11 +14,27 @@ from ..real_numbers import crop_image, cut_numbers, write_number_folder
 from ..teaching.notebooks import load_or_train
 
 
+def misreadings(readings: list[list[int]], truths: list[list[int]]) -> dict[str, int]:
+    """The misread numbers by kind: as many digits as written, some of them wrong
+    (``substituted``); more digits than written (``longer``: a stroke, or a piece of a digit
+    written in two strokes, read as a digit of its own); fewer (``shorter``: two digits read as
+    one, or one lost)."""
+    kinds = {"substituted": 0, "longer": 0, "shorter": 0}
+    for reading, truth in zip(readings, truths, strict=True):
+        if reading != truth:
+            longer, shorter = len(reading) > len(truth), len(reading) < len(truth)
+            kinds["longer" if longer else "shorter" if shorter else "substituted"] += 1
+    return kinds
+
+
 def score_reader(model, strips: NumberStrips) -> dict[str, float]:
-    """Sequence accuracy and CER of greedy readings, as ``hwr evaluate`` computes them."""
+    """Sequence accuracy and CER of greedy readings, as ``hwr evaluate`` computes them, and the
+    misread numbers by kind (:func:`misreadings`)."""
     outputs = predict_logits(model, to_float(strips.images), batch_size=500)
-    metrics = ctc.sequence_metrics(ctc.sequence_sums(ctc.greedy_decode(outputs), strips.labels))
-    return {"accuracy": metrics["accuracy"], "cer": metrics["cer"]}
+    readings = ctc.greedy_decode(outputs)
+    metrics = ctc.sequence_metrics(ctc.sequence_sums(readings, strips.labels))
+    kinds = misreadings(readings, ctc.text_of(strips.labels))
+    return {"accuracy": metrics["accuracy"], "cer": metrics["cer"], **kinds}
 
 
 def cut_training_writers_numbers(
