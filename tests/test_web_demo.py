@@ -102,3 +102,23 @@ def test_strokes_traced_from_a_digit_redraw_it(mnist):
             cv2.polylines(redrawn, [np.array(stroke, np.int32)], False, 255, thickness=2)
         covered = (redrawn > 0) & ink
         assert covered.sum() / ink.sum() > 0.6, index  # a pen of MNIST's width retraces it
+
+
+def test_exporting_one_model_keeps_the_others_file_and_record(tmp_path, tiny_checkpoint):
+    pytest.importorskip("onnx")
+    folder = tmp_path / "demo"
+    shutil.copytree(web_demo.DEMO, folder)
+    before = json.loads((folder / web_demo.MANIFEST).read_text())
+    (tmp_path / "checkpoints").mkdir()
+    shutil.copy(tiny_checkpoint, tmp_path / web_demo.MODELS["hwrnet.onnx"])
+    with pytest.raises(web_demo.HwrError, match="no model lenet.onnx"):
+        web_demo.export_models(folder, tmp_path, names=["lenet.onnx"])
+    records = web_demo.export_models(folder, tmp_path, names=["hwrnet.onnx"])
+    assert list(records) == ["hwrnet.onnx"]
+    web_demo.write_manifest(folder, records)
+    after = json.loads((folder / web_demo.MANIFEST).read_text())
+    assert web_demo.check(folder) == []
+    assert after["models"]["crnn.onnx"] == before["models"]["crnn.onnx"]
+    assert after["files"]["crnn.onnx"] == before["files"]["crnn.onnx"]
+    assert after["files"]["hwrnet.onnx"] != before["files"]["hwrnet.onnx"]
+    assert after["models"]["hwrnet.onnx"]["checkpoint"] == "checkpoints/hwrnet.pt"

@@ -6,7 +6,8 @@ so the page needs no network.
 ``python -m hwr_utils.teaching.web_demo --check`` verifies every file against
 ``manifest.json``; ``--runtime`` fetches the runtime again (from the npm registry, or a tarball
 given with ``--tarball``), checking the package's published integrity and each file's SHA-256;
-``--models`` exports the checkpoints again and records them in the manifest.
+``--models`` exports the checkpoints again and records them in the manifest (``--models
+crnn.onnx``: that one only, the other's record kept).
 """
 
 from __future__ import annotations
@@ -113,14 +114,22 @@ def fetch_runtime(
     return [target / name for name in files]
 
 
-def export_models(folder: Path = DEMO, root: Path = ROOT) -> dict[str, dict]:
-    """Export each of :data:`MODELS` to ONNX in ``folder`` (parity-checked, as ``hwr export``
-    does) and return what the manifest records of each: its checkpoint, test metrics and class
-    names (the page shows the class names, not output indices)."""
+def export_models(
+    folder: Path = DEMO, root: Path = ROOT, names: list[str] | None = None
+) -> dict[str, dict]:
+    """Export each of :data:`MODELS` (or those of ``names``) to ONNX in ``folder``
+    (parity-checked, as ``hwr export`` does) and return what the manifest records of each: its
+    checkpoint, test metrics and class names (the page shows the class names, not output
+    indices)."""
     from ..checkpoints import load_checkpoint
 
+    unknown = sorted(set(names or ()) - set(MODELS))
+    if unknown:
+        raise HwrError(f"the demo has no model {', '.join(unknown)}; it has {', '.join(MODELS)}")
     records = {}
     for name, checkpoint_path in MODELS.items():
+        if names and name not in names:
+            continue
         checkpoint = load_checkpoint(root / checkpoint_path)
         export_model(root / checkpoint_path, "onnx", Path(folder) / name)
         test = checkpoint.get("metrics", {}).get("test", {})
@@ -141,12 +150,12 @@ def _built_files(folder: Path) -> list[Path]:
 
 
 def write_manifest(folder: Path = DEMO, models: dict[str, dict] | None = None) -> Path:
-    """Record the runtime's and the models' files with their SHA-256 (and the models'
-    provenance, when given; otherwise the manifest's previous record of them is kept)."""
+    """Record the runtime's and the models' files with their SHA-256 (and the provenance of the
+    models given; the manifest's previous record of the others is kept)."""
     folder = Path(folder)
     path = folder / MANIFEST
     previous = json.loads(path.read_text()) if path.is_file() else {}
-    models = models if models is not None else previous.get("models", {})
+    models = previous.get("models", {}) | (models or {})
     files = _built_files(folder)
     manifest = {
         "onnxruntime_web": {"version": ORT_WEB_VERSION, "integrity": ORT_WEB_INTEGRITY},
@@ -189,7 +198,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hwr_utils.teaching.web_demo")
     parser.add_argument("--runtime", action="store_true", help="fetch ONNX Runtime Web again")
     parser.add_argument("--tarball", type=Path, help="a local onnxruntime-web .tgz to use")
-    parser.add_argument("--models", action="store_true", help="export the checkpoints again")
+    parser.add_argument(
+        "--models",
+        nargs="*",
+        metavar="NAME",
+        help=f"export the checkpoints again: all, or those named ({', '.join(MODELS)})",
+    )
     parser.add_argument("--check", action="store_true", help="only check the files")
     args = parser.parse_args(argv)
     if not args.check:
@@ -197,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.runtime:
                 for path in fetch_runtime(tarball=args.tarball):
                     print(f"wrote {path.relative_to(ROOT)}")
-            models = export_models() if args.models else None
+            models = export_models(names=args.models) if args.models is not None else None
         except HwrError as error:
             print(f"error: {error}")
             return 1
