@@ -9,8 +9,8 @@ Seed ``s`` trains ``hwr train --data copiste --seed s`` into ``FOLDER/line_reade
 (about an hour a seed on 2 CPU cores). A finished checkpoint there is scored as it is and an
 interrupted one is resumed, so the seeds can be trained one at a time, on other machines, or
 beside other work (``OMP_NUM_THREADS=1``), and the script run again to collect them.
-The time per line is the model's forward pass over the test lines in batches, then each
-decoding of its outputs one line at a time. Figures are printed, never asserted.
+The time per line is the model's forward pass over the test lines, one at a time as ``hwr
+evaluate`` reads them, then each decoding of its outputs. Figures are printed, never asserted.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def score_seed(path: Path, smoke: bool) -> dict[str, float]:
         test = test.subset(torch.arange(20))
     device = torch.device("cpu")
     tic = time.perf_counter()
-    outputs = predict_lines(model, test.images, test.widths, device)
+    outputs = predict_lines(model, test.images, None, device)
     forward = time.perf_counter() - tic
     tic = time.perf_counter()
     line_report(outputs, test, checkpoint["class_names"], None)

@@ -122,11 +122,14 @@ def cmd_read(args: argparse.Namespace) -> int:
     class_names = task_from_checkpoint(checkpoint).class_names
     if checkpoint["task"] == "lines":
         from .datasets.copiste import preprocess_line_photo
+        from .lines import READ_MARGIN
         from .lm import LineDecoder
 
         state = None if args.greedy else checkpoint.get("decoder")
         decoder = LineDecoder.from_state(state) if state else None
-        results = read_files(model, args.images, class_names, preprocess_line_photo, decoder)
+        results = read_files(
+            model, args.images, class_names, preprocess_line_photo, decoder, READ_MARGIN
+        )
     else:
         results = read_files(model, args.images, class_names)
     return _report_files(results, args.json, lambda r: f"{r['text']} ({r['confidence']:.3f})")

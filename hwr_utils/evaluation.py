@@ -23,7 +23,6 @@ from .data import to_float
 from .datasets import default_data, evaluation_split
 from .digit_strings import TEST_SEED
 from .distributed import broadcast_buffers, current_world, sum_over_processes
-from .lines import crop_to_widest, ink_widths
 from .lm import LineDecoder, cer, wer
 from .metrics import classification_report
 from .predict import predict_lines, predict_logits
@@ -40,8 +39,10 @@ def evaluate(
     task: Task | None = None,
     batch_size: int = 1000,
 ) -> dict[str, float]:
-    """The task's metrics of ``model`` (eval mode) on ``images`` (pixels in [0, 1]); for a
-    classifier the plain cross-entropy ``loss`` and the ``accuracy``.
+    """The task's metrics of ``model`` (eval mode) on ``images`` (pixels in [0, 1]), in batches
+    of ``batch_size``; for a classifier the plain cross-entropy ``loss`` and the ``accuracy``.
+    Lines (a task of ``variable_width``) are read one at a time, each over its own width
+    (:func:`~hwr_utils.predict.predict_lines`), so that the figures are ``hwr evaluate``'s.
 
     In data-parallel training each process scores every world-size-th image with rank 0's
     weights and buffers, and the totals are added up: every image counted once."""
@@ -50,14 +51,15 @@ def evaluate(
     world = current_world()
     broadcast_buffers(model)
     images, targets = images[world.rank :: world.size], targets[world.rank :: world.size]
-    if task.crop_batches:  # lines: batches of similar widths, each cropped to its widest
-        order = ink_widths(images).argsort(stable=True)
-        images, targets = images[order], targets[order]
     sums = Counter()
+    if task.variable_width:  # lines: each read alone, as predict_lines reads it
+        for outputs, target in zip(
+            predict_lines(model, images, None, device), targets, strict=True
+        ):
+            sums.update(task.sums(outputs.unsqueeze(0), target.unsqueeze(0)))
+        return task.metrics(sum_over_processes(sums))
     for i in range(0, len(targets), batch_size):
-        x = images[i : i + batch_size]
-        x = crop_to_widest(x) if task.crop_batches else x
-        outputs = model(x.to(device)).float().cpu()
+        outputs = model(images[i : i + batch_size].to(device)).float().cpu()
         sums.update(task.sums(outputs, targets[i : i + batch_size]))
     return task.metrics(sum_over_processes(sums))
 
@@ -90,7 +92,7 @@ def evaluate_model(
     if task.name == "lines":
         state = None if greedy else checkpoint.get("decoder")
         decoder = LineDecoder.from_state(state) if state else None
-        outputs = predict_lines(model, examples.images, examples.widths, device)
+        outputs = predict_lines(model, examples.images, None, device)
         return {
             "data": spec,
             "split": split,

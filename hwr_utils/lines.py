@@ -20,6 +20,11 @@ from .distributed import shard
 
 #: Height, in pixels, every line is scaled to (keeping its aspect ratio).
 LINE_HEIGHT = 40
+#: Columns of background a line is read with after its last ink. In training nearly every line
+#: is followed by padding (a batch is as wide as its widest line), and a reader trained so
+#: writes a line's last letters partly into the columns after it: read flush with its ink, a
+#: line loses some of them.
+READ_MARGIN = 16
 
 
 def ink_widths(images: torch.Tensor) -> torch.Tensor:

@@ -13,12 +13,14 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .ctc import best_path_confidence
 from .data import to_float
 from .digit_strings import segment_strip
 from .errors import first_line
+from .lines import READ_MARGIN, ink_widths
 from .preprocess import ImageError, load_image, preprocess_number_photo, preprocess_photo
 from .tasks import Classification, CTCRecognition
 
@@ -94,11 +96,13 @@ def read_files(
     class_names: list[str],
     preprocess: Callable[[np.ndarray], Any] = preprocess_number_photo,
     decoder: Callable[[torch.Tensor], list[str]] | None = None,
+    margin: int = 0,
 ) -> list[dict[str, Any]]:
     """Read the text in each file with a sequence model: a number (chapter "Reading whole
     numbers", ``preprocess_number_photo``) or a line of handwriting (Part V, with the line
-    reader's preprocessing and its language-model ``decoder``); a bad file yields
-    ``{"path", "error"}`` and the rest go on.
+    reader's preprocessing, its language-model ``decoder`` and ``margin``
+    :data:`~hwr_utils.lines.READ_MARGIN`: columns of background added after each image, as
+    :func:`predict_lines` reads lines); a bad file yields ``{"path", "error"}`` and the rest go on.
 
     Each good file yields ``{"path", "text", "confidence"}``: the reading (greedy CTC, or
     ``decoder``'s) and the probability of the network's best path, a lower bound on how sure
@@ -112,7 +116,8 @@ def read_files(
         image = _preprocessed(path, preprocess, results)
         if image is None:
             continue
-        outputs = model(to_float(torch.as_tensor(np.asarray(image)).unsqueeze(0))).float()
+        pixels = F.pad(torch.as_tensor(np.asarray(image)), (0, margin))
+        outputs = model(to_float(pixels.unsqueeze(0))).float()
         text = decoder(outputs)[0]
         confidence = round(float(best_path_confidence(outputs)[0]), 6)
         results.append({"path": str(path), "text": text, "confidence": confidence})
@@ -123,23 +128,27 @@ def read_files(
 def predict_lines(
     model: nn.Module,
     images: torch.Tensor,
-    widths: torch.Tensor,
+    widths: torch.Tensor | None = None,
     device: torch.device | str = "cpu",
-    batch_size: int = 32,
+    margin: int = READ_MARGIN,
 ) -> list[torch.Tensor]:
-    """Per-column outputs of a line reader for padded lines (uint8 (N, H, W_max), their true
-    ``widths``): one (T_i, C) float32 tensor per line, in input order, without the columns of
-    its padding. Lines run in batches of similar widths, each cropped to its widest."""
+    """Per-column outputs of a line reader for padded lines (uint8 (N, H, W_max), or pixels in
+    [0, 1] (N, 1, H, W_max)): one (T_i, C) float32 tensor per line, in input order.
+
+    Each line is read alone, over its ``widths`` (default: up to its last ink,
+    :func:`~hwr_utils.lines.ink_widths`) and ``margin`` columns of background after them
+    (:data:`~hwr_utils.lines.READ_MARGIN`), as ``hwr read`` reads a photo of one line:
+    training's validation and ``hwr evaluate`` give the figures a user gets. In a batch the
+    shorter lines would be padded to the widest, and the recurrent layers, which read the
+    padding too, would read them otherwise."""
     model.eval()
-    order = widths.argsort(stable=True)
-    outputs: list[torch.Tensor] = [torch.empty(0)] * len(widths)
-    for batch in order.split(batch_size):
-        widest = int(widths[batch].max())
-        scores = model(to_float(images[batch, :, :widest]).to(device)).float().cpu()
-        columns_per_pixel = scores.shape[1] / widest
-        for row, i in enumerate(batch.tolist()):
-            own = max(1, round(int(widths[i]) * columns_per_pixel))
-            outputs[i] = scores[row, :own]
+    spans = (ink_widths(images) if widths is None else widths) + margin
+    outputs = []
+    for line, span in zip(images, spans.tolist(), strict=True):
+        x = line[..., :span]
+        x = F.pad(x, (0, span - x.shape[-1])).unsqueeze(0)  # background after the array's end
+        x = to_float(x) if x.dtype == torch.uint8 else x
+        outputs.append(model(x.to(device)).float().cpu()[0])
     return outputs
 
 

@@ -205,7 +205,8 @@ def cut_numbers(
     padded = pad_lines(
         [lines.images[i] for i in holding], [lines.texts[i] for i in holding], alphabet
     )
-    outputs = predict_lines(model, padded.images, padded.widths)
+    # Read flush with each line's own width: the alignment spans the image's columns exactly.
+    outputs = predict_lines(model, padded.images, padded.widths, margin=0)
     crops, counts, unaligned = [], {}, []
     for i, line_outputs in zip(holding, outputs, strict=True):
         try:

@@ -31,9 +31,9 @@ class Task(Protocol):
     # Input dimensions that may vary (export): index -> (name, smallest size).
     dynamic_dims: ClassVar[dict[int, tuple[str, int]]]
     output_dynamic_dims: ClassVar[dict[int, str]]  # output index -> name, for the same
-    # Inputs of different widths, padded on the right with background: each batch is cropped to
-    # its widest input (lines); and how many examples evaluation runs at once.
-    crop_batches: ClassVar[bool]
+    # Inputs of different widths, padded on the right with background (lines): evaluation reads
+    # each alone, over its own width (predict_lines); and how many examples it runs at once.
+    variable_width: ClassVar[bool]
     eval_batch_size: ClassVar[int]
     class_names: list[str]  # what each output unit stands for
 
@@ -75,7 +75,7 @@ class Classification:
     input_shape: ClassVar[tuple[int, ...]] = (1, 28, 28)
     dynamic_dims: ClassVar[dict[int, tuple[str, int]]] = {0: ("batch", 1)}
     output_dynamic_dims: ClassVar[dict[int, str]] = {0: "batch"}
-    crop_batches: ClassVar[bool] = False  # inputs all have the same size
+    variable_width: ClassVar[bool] = False  # inputs all have the same size
     eval_batch_size: ClassVar[int] = 1000
 
     class_names: list[str] = field(default_factory=lambda: list(CLASS_NAMES))
@@ -136,7 +136,7 @@ class CTCRecognition:
     # Narrower than 8 pixels (two output columns), the exported graph's own guards refuse.
     dynamic_dims: ClassVar[dict[int, tuple[str, int]]] = {0: ("batch", 1), 3: ("width", 8)}
     output_dynamic_dims: ClassVar[dict[int, str]] = {0: "batch", 1: "columns"}
-    crop_batches: ClassVar[bool] = False  # strips all have the same width
+    variable_width: ClassVar[bool] = False  # strips all have the same width
     eval_batch_size: ClassVar[int] = 1000
 
     class_names: list[str] = field(default_factory=lambda: list(CLASS_NAMES))
@@ -182,14 +182,15 @@ class LineRecognition(CTCRecognition):
     As :class:`CTCRecognition`, plus: a model that returns a *shortcut* in training mode,
     ``(logits, shortcut)``, gets ``shortcut_weight`` times the shortcut's CTC loss added to the
     main loss; the metrics add the word error rate (``wer``: word edits over reference words);
-    and batches are cropped to their widest line (lines differ in width, and the padding on the
-    right is background: reading it costs time and changes nothing).
+    and lines differ in width: training batches are cropped to their widest line
+    (:class:`~hwr_utils.lines.LineBatches`), evaluation reads each line alone
+    (:func:`~hwr_utils.predict.predict_lines`).
     """
 
     name: ClassVar[str] = "lines"
     input_shape: ClassVar[tuple[int, ...]] = (1, LINE_HEIGHT, 400)
-    crop_batches: ClassVar[bool] = True
-    eval_batch_size: ClassVar[int] = 32
+    variable_width: ClassVar[bool] = True
+    eval_batch_size: ClassVar[int] = 1
 
     class_names: list[str] = field(default_factory=list)
     shortcut_weight: float = 0.1

@@ -56,6 +56,33 @@ def test_the_line_reader_reads_any_width_and_has_a_shortcut_in_training():
     assert model(torch.rand(1, 1, LINE_HEIGHT, 100)).shape == (1, 25, 6)
 
 
+def test_a_line_is_read_alone_with_a_margin_whatever_lines_beside_it():
+    from hwr_utils.evaluation import evaluate
+    from hwr_utils.lines import READ_MARGIN, pad_lines
+    from hwr_utils.lm import cer
+    from hwr_utils.predict import predict_lines
+
+    torch.manual_seed(0)
+    model = build_model("line_reader", width=4, hidden=16, num_classes=3).eval()
+    images = padded_lines([40, 400, 148])
+    images[1, :, 300:] = 0  # inked on 300 columns: blank columns at the end are not the line's
+    together = predict_lines(model, images)
+    assert [len(o) for o in together] == [(w + READ_MARGIN) // 4 for w in (40, 300, 148)]
+    for i, width in enumerate((40, 300, 148)):
+        # In an array just as wide as its ink, the margin is added; in a wider one, it is there.
+        alone = predict_lines(model, images[i : i + 1, :, :width])[0]
+        torch.testing.assert_close(together[i], alone)
+    flush = predict_lines(model, images[:1], margin=0)[0]
+    assert len(flush) == 10 and not torch.allclose(flush, together[0][:10])
+    # Training's validation reads lines as hwr evaluate does: the same figures.
+    alphabet = ["a", "b", " "]
+    lines = pad_lines(list(images), ["ab", "ba ab", "a"], alphabet)
+    task = LineRecognition(class_names=alphabet)
+    texts = [task.texts(o.unsqueeze(0))[0] for o in predict_lines(model, lines.images)]
+    scores = evaluate(model, lines.images.unsqueeze(1) / 255, lines.labels, "cpu", task)
+    assert scores["cer"] == pytest.approx(cer(texts, lines.texts))
+
+
 def test_the_line_task_adds_the_shortcut_loss_and_counts_word_errors():
     task = LineRecognition(class_names=["a", "b", " "], shortcut_weight=0.5)
     torch.manual_seed(0)
