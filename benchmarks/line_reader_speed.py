@@ -5,7 +5,8 @@ Runtime, and what decoding adds (greedy, and the language model).
     python benchmarks/line_reader_speed.py --smoke          # a tiny reader, 20 lines
     python benchmarks/line_reader_speed.py --json out.json
 
-Every test line is read alone, at its own width, as ``hwr read`` reads a file: the network's
+Every test line is read alone, at its own width and a margin of background after its ink
+(:data:`~hwr_utils.lines.READ_MARGIN`), as ``hwr read`` reads a file: the network's
 forward pass (after a warm-up of a few lines), its median and 99th percentile over the lines;
 then the median time each decoding adds to a line, and the CER of each engine's readings, which
 must agree. Figures are printed, never asserted.
@@ -22,6 +23,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from hwr_utils.bench.engines import describe_machine, median_and_p99
 from hwr_utils.checkpoints import load_model
@@ -29,6 +31,7 @@ from hwr_utils.config import TrainConfig
 from hwr_utils.data import to_float
 from hwr_utils.datasets import load_dataset
 from hwr_utils.errors import HwrError
+from hwr_utils.lines import READ_MARGIN, ink_widths
 from hwr_utils.lm import LineDecoder, cer
 from hwr_utils.tasks import LineRecognition
 from hwr_utils.train import fit
@@ -61,7 +64,9 @@ def main() -> None:
     test = load_dataset("copiste").test
     if args.smoke:
         test = test.subset(torch.arange(20))
-    lines = [to_float(test.images[i : i + 1, :, : int(w)]) for i, w in enumerate(test.widths)]
+    padded = F.pad(test.images, (0, READ_MARGIN))  # background after the widest line too
+    spans = (ink_widths(test.images) + READ_MARGIN).tolist()
+    lines = [to_float(padded[i : i + 1, :, :span]) for i, span in enumerate(spans)]
     engines = {"eager": model}
     try:
         from hwr_utils.export import export_model
