@@ -96,13 +96,14 @@ def read_files(
     class_names: list[str],
     preprocess: Callable[[np.ndarray], Any] = preprocess_number_photo,
     decoder: Callable[[torch.Tensor], list[str]] | None = None,
-    margin: int = 0,
+    margin: int | None = None,
 ) -> list[dict[str, Any]]:
     """Read the text in each file with a sequence model: a number (chapter "Reading whole
-    numbers", ``preprocess_number_photo``) or a line of handwriting (Part V, with the line
-    reader's preprocessing, its language-model ``decoder`` and ``margin``
-    :data:`~hwr_utils.lines.READ_MARGIN`: columns of background added after each image, as
-    :func:`predict_lines` reads lines); a bad file yields ``{"path", "error"}`` and the rest go on.
+    numbers", ``preprocess_number_photo``; the image read as it is) or a line of handwriting
+    (Part V, with the line reader's preprocessing, its language-model ``decoder`` and a
+    ``margin``, :data:`~hwr_utils.lines.READ_MARGIN`: the line is read as :func:`predict_lines`
+    reads the lines of ``hwr evaluate``, up to its last ink and ``margin`` columns of background
+    after it); a bad file yields ``{"path", "error"}`` and the rest go on.
 
     Each good file yields ``{"path", "text", "confidence"}``: the reading (greedy CTC, or
     ``decoder``'s) and the probability of the network's best path, a lower bound on how sure
@@ -116,8 +117,11 @@ def read_files(
         image = _preprocessed(path, preprocess, results)
         if image is None:
             continue
-        pixels = F.pad(torch.as_tensor(np.asarray(image)), (0, margin))
-        outputs = model(to_float(pixels.unsqueeze(0))).float()
+        pixels = torch.as_tensor(np.asarray(image)).unsqueeze(0)
+        if margin is None:
+            outputs = model(to_float(pixels)).float()
+        else:
+            outputs = predict_lines(model, pixels, margin=margin)[0].unsqueeze(0)
         text = decoder(outputs)[0]
         confidence = round(float(best_path_confidence(outputs)[0]), 6)
         results.append({"path": str(path), "text": text, "confidence": confidence})

@@ -56,11 +56,15 @@ def test_the_line_reader_reads_any_width_and_has_a_shortcut_in_training():
     assert model(torch.rand(1, 1, LINE_HEIGHT, 100)).shape == (1, 25, 6)
 
 
-def test_a_line_is_read_alone_with_a_margin_whatever_lines_beside_it():
+def test_a_line_is_read_alone_with_a_margin_whatever_lines_beside_it(tmp_path):
+    import cv2
+    import numpy as np
+
+    from hwr_utils.datasets.copiste import preprocess_line_photo
     from hwr_utils.evaluation import evaluate
     from hwr_utils.lines import READ_MARGIN, pad_lines
     from hwr_utils.lm import cer
-    from hwr_utils.predict import predict_lines
+    from hwr_utils.predict import predict_lines, read_files
 
     torch.manual_seed(0)
     model = build_model("line_reader", width=4, hidden=16, num_classes=3).eval()
@@ -74,6 +78,18 @@ def test_a_line_is_read_alone_with_a_margin_whatever_lines_beside_it():
         torch.testing.assert_close(together[i], alone)
     flush = predict_lines(model, images[:1], margin=0)[0]
     assert len(flush) == 10 and not torch.allclose(flush, together[0][:10])
+    # hwr read reads a photo of a line the same way: its preprocessing, then predict_lines.
+    photo = tmp_path / "line.png"
+    cv2.imwrite(str(photo), np.pad(255 - images[2, :, :160].numpy(), 12, constant_values=255))
+    line = torch.as_tensor(preprocess_line_photo(photo)).unsqueeze(0)
+    seen = []  # what the decoder is handed
+
+    def decoder(outputs):
+        seen.append(outputs)
+        return [""]
+
+    read_files(model, [photo], ["a", "b", " "], preprocess_line_photo, decoder, READ_MARGIN)
+    torch.testing.assert_close(seen[0][0], predict_lines(model, line)[0])
     # Training's validation reads lines as hwr evaluate does: the same figures.
     alphabet = ["a", "b", " "]
     lines = pad_lines(list(images), ["ab", "ba ab", "a"], alphabet)
