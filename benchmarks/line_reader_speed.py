@@ -25,16 +25,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from hwr_utils.bench.engines import describe_machine, median_and_p99
+from hwr_utils.bench.engines import describe_machine, median_and_p99, smoke_line_reader
 from hwr_utils.checkpoints import load_model
-from hwr_utils.config import TrainConfig
 from hwr_utils.data import to_float
 from hwr_utils.datasets import load_dataset
 from hwr_utils.errors import HwrError
 from hwr_utils.lines import READ_MARGIN, ink_widths
 from hwr_utils.lm import LineDecoder, cer
 from hwr_utils.tasks import LineRecognition
-from hwr_utils.train import fit
 
 
 def milliseconds(function, inputs: list) -> tuple[list[float], list]:
@@ -57,9 +55,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="hwr-line-speed-"))
     path = Path(args.checkpoint)
     if args.smoke:
-        path = folder / "lines.pt"
-        fit(TrainConfig(model="line_reader", model_config={"width": 8, "hidden": 32}, epochs=1,
-                        train_limit=32, progress=False, out=str(path)))  # fmt: skip
+        path = smoke_line_reader(folder / "lines.pt")
     model, checkpoint = load_model(path)
     test = load_dataset("copiste").test
     if args.smoke:

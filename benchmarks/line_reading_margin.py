@@ -22,16 +22,14 @@ from pathlib import Path
 
 import torch
 
-from hwr_utils.bench.engines import describe_machine
+from hwr_utils.bench.engines import describe_machine, smoke_line_reader
 from hwr_utils.checkpoints import load_model
-from hwr_utils.config import TrainConfig
 from hwr_utils.data import to_float
 from hwr_utils.datasets import load_dataset
 from hwr_utils.lines import READ_MARGIN, PaddedLines
 from hwr_utils.lm import cer
 from hwr_utils.predict import predict_lines
 from hwr_utils.tasks import LineRecognition
-from hwr_utils.train import fit
 
 MARGINS = (0, 2, 4, 8, 16, 32)
 
@@ -61,9 +59,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="hwr-line-margin-"))
     path = Path(args.checkpoint)
     if args.smoke:
-        path = folder / "lines.pt"
-        fit(TrainConfig(model="line_reader", model_config={"width": 8, "hidden": 32}, epochs=1,
-                        train_limit=32, progress=False, out=str(path)))  # fmt: skip
+        path = smoke_line_reader(folder / "lines.pt")
     model, checkpoint = load_model(path)
     model.eval()
     texts = LineRecognition(class_names=checkpoint["class_names"]).texts

@@ -132,3 +132,14 @@ def describe_machine() -> str:
         f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
         f"native bf16: {bf16_supported(torch.device('cpu'))}"
     )
+
+
+def smoke_line_reader(out: Path) -> Path:
+    """A tiny line reader (width 8, hidden 32) trained for one epoch on 32 lines into ``out``:
+    what the line benchmarks read in their ``--smoke`` runs, in seconds."""
+    from ..config import TrainConfig
+    from ..train import fit
+
+    fit(TrainConfig(model="line_reader", model_config={"width": 8, "hidden": 32}, epochs=1,
+                    train_limit=32, progress=False, out=str(out)))  # fmt: skip
+    return out
