@@ -42,7 +42,9 @@ def evaluate(
     """The task's metrics of ``model`` (eval mode) on ``images`` (pixels in [0, 1]), in batches
     of ``batch_size``; for a classifier the plain cross-entropy ``loss`` and the ``accuracy``.
     Lines (a task of ``variable_width``) are read one at a time, each over its own width
-    (:func:`~hwr_utils.predict.predict_lines`), so that the figures are ``hwr evaluate``'s.
+    (:func:`~hwr_utils.predict.predict_lines`), as ``hwr evaluate`` reads them; its figures
+    differ only where a transcript holds a symbol outside the alphabet, which it counts as an
+    error and the labels here cannot hold.
 
     In data-parallel training each process scores every world-size-th image with rank 0's
     weights and buffers, and the totals are added up: every image counted once."""

@@ -22,8 +22,8 @@ from .distributed import shard
 LINE_HEIGHT = 40
 #: Columns of background a line is read with after its last ink. In training nearly every line
 #: is followed by padding (a batch is as wide as its widest line), and a reader trained so
-#: writes a line's last letters partly into the columns after it: read flush with its ink, a
-#: line loses some of them.
+#: emits some of a line's last letters in the columns after its ink: read flush with its ink,
+#: a line can lose them.
 READ_MARGIN = 16
 
 

@@ -146,7 +146,8 @@ def predict_lines(
     shorter lines would be padded to the widest, and the recurrent layers, which read the
     padding too, would read them otherwise."""
     model.eval()
-    spans = (ink_widths(images) if widths is None else widths) + margin
+    # At least one column of the reader's (4 pixels): a blank line read with no margin.
+    spans = ((ink_widths(images) if widths is None else widths) + margin).clamp(min=4)
     outputs = []
     for line, span in zip(images, spans.tolist(), strict=True):
         x = line[..., :span]

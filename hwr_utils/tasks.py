@@ -32,7 +32,8 @@ class Task(Protocol):
     dynamic_dims: ClassVar[dict[int, tuple[str, int]]]
     output_dynamic_dims: ClassVar[dict[int, str]]  # output index -> name, for the same
     # Inputs of different widths, padded on the right with background (lines): evaluation reads
-    # each alone, over its own width (predict_lines); and how many examples it runs at once.
+    # each alone, over its own width (predict_lines); and how many examples evaluation runs at
+    # once (lines: one).
     variable_width: ClassVar[bool]
     eval_batch_size: ClassVar[int]
     class_names: list[str]  # what each output unit stands for

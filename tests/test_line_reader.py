@@ -106,6 +106,21 @@ def test_read_takes_a_plain_crop_and_reports_bad_files(line_reader, line_crops, 
     assert all(set(r) == {"path", "error"} for r in results[2:])
 
 
+def test_read_reads_a_photo_as_evaluate_reads_a_line(line_reader, line_crops, run_cli, monkeypatch):
+    from hwr_utils import predict
+    from hwr_utils.lines import READ_MARGIN
+
+    margins, read_line = [], predict.predict_lines
+
+    def spy(model, images, widths=None, device="cpu", margin=READ_MARGIN):
+        margins.append(margin)
+        return read_line(model, images, widths, device, margin)
+
+    monkeypatch.setattr(predict, "predict_lines", spy)
+    code, _, _ = run_cli(["read", "--checkpoint", line_reader, *[p for p, _ in line_crops]])
+    assert code == 0 and margins == [READ_MARGIN] * len(line_crops)
+
+
 @pytest.fixture(scope="module")
 def line_reader_onnx(line_reader, tmp_path_factory) -> tuple[Path, float]:
     """The tiny reader exported to ONNX, and the export's parity check (max difference)."""

@@ -94,9 +94,15 @@ def test_a_line_is_read_alone_with_a_margin_whatever_lines_beside_it(tmp_path):
     alphabet = ["a", "b", " "]
     lines = pad_lines(list(images), ["ab", "ba ab", "a"], alphabet)
     task = LineRecognition(class_names=alphabet)
-    texts = [task.texts(o.unsqueeze(0))[0] for o in predict_lines(model, lines.images)]
+    outputs = predict_lines(model, lines.images)
+    texts = [task.texts(o.unsqueeze(0))[0] for o in outputs]
+    losses = [
+        task.sums(o.unsqueeze(0), y.unsqueeze(0))["loss"]
+        for o, y in zip(outputs, lines.labels, strict=True)
+    ]
     scores = evaluate(model, lines.images.unsqueeze(1) / 255, lines.labels, "cpu", task)
     assert scores["cer"] == pytest.approx(cer(texts, lines.texts))
+    assert scores["loss"] == pytest.approx(sum(losses) / len(losses))
 
 
 def test_the_line_task_adds_the_shortcut_loss_and_counts_word_errors():
