@@ -1,8 +1,11 @@
 """How fast the line reader trains on this machine's cores, arranged in different ways: one or
-two threads, batches of 16 or 32 lines, one process or two under ``torchrun``.
+two threads, batches of 16 or 32 lines, one process or two under ``torchrun``, a GRU or an LSTM
+reading the columns.
 
     python benchmarks/line_reader_threads.py --json benchmarks/results/line_reader_threads.json
-    python benchmarks/line_reader_threads.py --smoke    # 32 lines, two arrangements, once
+    python benchmarks/line_reader_threads.py --only "1 process x 2 threads, batch 32" \
+        "1 process x 2 threads, batch 32, LSTM"      # some arrangements only
+    python benchmarks/line_reader_threads.py --smoke    # 32 lines, three arrangements, once
 
 Each run is one epoch of ``hwr train --data copiste --train-limit N`` in processes of its own;
 the figure is training lines a second (``N`` over the checkpoint's ``train_seconds``, which
@@ -26,26 +29,30 @@ from pathlib import Path
 from hwr_utils.bench.engines import describe_machine
 from hwr_utils.checkpoints import load_checkpoint
 
-#: name: (processes, threads each, lines a step over all processes).
-ARRANGEMENTS: dict[str, tuple[int, int, int]] = {
-    "1 process x 1 thread, batch 16": (1, 1, 16),
-    "1 process x 2 threads, batch 16": (1, 2, 16),
-    "1 process x 1 thread, batch 32": (1, 1, 32),
-    "1 process x 2 threads, batch 32": (1, 2, 32),
-    "2 processes x 1 thread, batch 16": (2, 1, 16),
-    "2 processes x 1 thread, batch 32": (2, 1, 32),
+#: name: (processes, threads each, lines a step over all processes, --model-kwargs).
+ARRANGEMENTS: dict[str, tuple[int, int, int, list[str]]] = {
+    "1 process x 1 thread, batch 16": (1, 1, 16, []),
+    "1 process x 2 threads, batch 16": (1, 2, 16, []),
+    "1 process x 1 thread, batch 32": (1, 1, 32, []),
+    "1 process x 2 threads, batch 32": (1, 2, 32, []),
+    "2 processes x 1 thread, batch 16": (2, 1, 16, []),
+    "2 processes x 1 thread, batch 32": (2, 1, 32, []),
+    # PyTorch runs an LSTM on CPU through oneDNN's fused kernel, a GRU one step at a time.
+    "1 process x 2 threads, batch 32, LSTM": (1, 2, 32, ["cell=lstm"]),
 }
 
 
 def lines_per_second(arrangement: str, lines: int, out: Path) -> float:
     """One epoch of ``hwr train`` on the first ``lines`` training lines, in ``arrangement``."""
-    processes, threads, batch = ARRANGEMENTS[arrangement]
+    processes, threads, batch, model_kwargs = ARRANGEMENTS[arrangement]
     launcher = [sys.executable, "-m", "hwr_utils"]
     if processes > 1:
         launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node",
                     str(processes), "-m", "hwr_utils"]  # fmt: skip
     argv = [*launcher, "train", "--data", "copiste", "--epochs", "1", "--train-limit", str(lines),
             "--batch-size", str(batch), "--no-progress", "--out", str(out)]  # fmt: skip
+    if model_kwargs:
+        argv += ["--model-kwargs", *model_kwargs]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     result = subprocess.run(argv, capture_output=True, text=True, env=env)
     if result.returncode != 0:
@@ -60,12 +67,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=960, help="training lines of each epoch")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--smoke", action="store_true", help="32 lines, first and last arrangement")
+    parser.add_argument("--smoke", action="store_true", help="32 lines, three arrangements")
+    parser.add_argument("--only", nargs="+", choices=list(ARRANGEMENTS), help="these arrangements")
     parser.add_argument("--json", default=None, help="write the figures to this file")
     args = parser.parse_args()
     print(describe_machine())
-    names = list(ARRANGEMENTS)
-    names = [names[0], names[-1]] if args.smoke else names  # both launchers
+    names = args.only or list(ARRANGEMENTS)
+    if args.smoke:  # both launchers, both cells
+        names = ["1 process x 1 thread, batch 16", "2 processes x 1 thread, batch 32",
+                 "1 process x 2 threads, batch 32, LSTM"]  # fmt: skip
     lines, repeats = (32, 1) if args.smoke else (args.lines, args.repeats)
     folder = Path(tempfile.mkdtemp(prefix="hwr-line-threads-"))
     rates: dict[str, list[float]] = {name: [] for name in names}
@@ -79,7 +89,7 @@ def main() -> None:
     for name in names:
         mean = statistics.mean(rates[name])
         spread = f"{min(rates[name]):.1f} to {max(rates[name]):.1f}"
-        print(f"  {name:34} {mean:6.1f}  ({spread}; x{mean / baseline:.2f})")
+        print(f"  {name:38} {mean:6.1f}  ({spread}; x{mean / baseline:.2f})")
     if args.json:
         result = {"machine": describe_machine(), "lines": lines, "lines_per_second": rates}
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")

@@ -9,13 +9,14 @@ the validation and the engine cannot disagree. Introduced in the training chapte
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 from .datasets import MNIST_VAL_SIZE, default_data, parse_spec
 from .errors import ConfigError
-from .models import MODEL_TASKS, MODELS, NORMALIZATIONS
+from .models import MODEL_TASKS, MODELS, NORMALIZATIONS, model_settings
 
 #: Optimizers ``--optimizer`` accepts: SGD with Nesterov momentum (0.9; one-cycle moves it between
 #: 0.95 and 0.85); AdamW (decoupled weight decay).
@@ -183,6 +184,12 @@ class TrainConfig:
             raise ConfigError(f"method {self.method!r} fine-tunes: it needs init_from")
         if "normalization" in self.model_config:
             raise ConfigError("set normalization with its own option, not in model_config")
+        unknown = sorted(set(self.model_config) - set(model_settings(self.model)))
+        if unknown:
+            raise ConfigError(
+                f"{self.model} has no setting {', '.join(unknown)}; its settings: "
+                + ", ".join(model_settings(self.model))
+            )
         if self.task in ("ctc", "lines") and (self.label_smoothing or self.class_weights):
             raise ConfigError(
                 f"{self.model} learns with CTC: label smoothing and class weights do not apply"
@@ -268,9 +275,30 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         default=None,
         help="use the first N images (crnn: N strips); " + by_model("train_limit"),
     )
+    parser.add_argument(
+        "--model-kwargs",
+        dest="model_config",
+        nargs="+",
+        type=parse_model_kwarg,
+        default=[],
+        metavar="NAME=VALUE",
+        help="the model's own settings, e.g. line_reader: cell=lstm hidden=320",
+    )
     parser.add_argument("--compile", action="store_true", help="use torch.compile")
     parser.add_argument("--out", default=None, help="checkpoint path (default checkpoints/NAME.pt)")
     return parser
+
+
+def parse_model_kwarg(text: str) -> tuple[str, Any]:
+    """One ``NAME=VALUE`` of ``--model-kwargs``: the value as a Python literal (``16``,
+    ``0.2``, ``True``), or else as the text it is (``lstm``)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
+    try:
+        return name, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return name, value
 
 
 def add_recipe_options(parser: argparse.ArgumentParser, default_of) -> None:
@@ -323,6 +351,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """Build a :class:`TrainConfig` from parsed :func:`get_args_parser` arguments."""
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     settings = {k: v for k, v in vars(args).items() if k in names}
+    if "model_config" in settings:  # --model-kwargs: (name, value) pairs
+        settings["model_config"] = dict(settings["model_config"])
     if settings.get("model", "") is None:  # not given: the data's reader, or the book's model
         settings["model"] = "line_reader" if args.data == "copiste" else TrainConfig.model
     return TrainConfig(**settings)

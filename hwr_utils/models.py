@@ -17,6 +17,7 @@ preprocessing chapter (why normalize) and the training chapter (the models).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 import torch
@@ -242,13 +243,20 @@ class CRNN(nn.Module):
         return self.classifier(self.dropout(columns))
 
 
+#: The recurrent layers a :class:`LineReader` can read its columns with.
+RECURRENT_CELLS: dict[str, type[nn.RNNBase]] = {"gru": nn.GRU, "lstm": nn.LSTM}
+
+
 class LineReader(nn.Module):
     """The line reader (Part V): a line of handwriting, height 40 and any width, in; per-column
     scores over the alphabet plus the CTC blank (the last unit) out.
 
     Five 3x3 convolutions with batch norm take a 40 x W line to 5 x W/4 (pools of 2, 2, then
     the rows only), each of the T = W/4 columns is projected to ``hidden`` features, and
-    ``layers`` bidirectional GRUs read the columns both ways. In training mode the model also
+    ``layers`` bidirectional recurrent layers (``cell``: ``"gru"`` or ``"lstm"``) read the
+    columns both ways. On CPU, PyTorch runs an LSTM through oneDNN's fused kernel and a GRU one
+    step at a time, so an LSTM of the same size trains faster there despite its fourth gate
+    (``benchmarks/line_reader_threads.py``). In training mode the model also
     returns a *shortcut*: per-column scores straight from the convolutional features, to which
     the task gives a small CTC loss of its own (Retsinas et al., 2022). It hands the
     convolutions a direct training signal while the recurrent layers are still near random,
@@ -268,8 +276,11 @@ class LineReader(nn.Module):
         dropout: float = 0.2,
         num_classes: int = 80,
         normalization: str = "mnist",
+        cell: str = "gru",
     ) -> None:
         super().__init__()
+        if cell not in RECURRENT_CELLS:
+            raise ConfigError(f"unknown cell {cell!r}; use {' or '.join(RECURRENT_CELLS)}")
         w = width
         self.normalize = Normalize(normalization)
         self.features = nn.Sequential(
@@ -284,7 +295,7 @@ class LineReader(nn.Module):
         )
         self.project = nn.Sequential(nn.Linear(4 * w * 5, hidden), nn.ReLU(inplace=True))
         self.dropout = nn.Dropout(dropout)
-        self.context = nn.GRU(
+        self.context = RECURRENT_CELLS[cell](
             hidden, hidden // 2, num_layers=layers, batch_first=True, bidirectional=True,
             dropout=dropout if layers > 1 else 0.0,
         )  # fmt: skip
@@ -323,6 +334,14 @@ def build_model(name: str, **config) -> nn.Module:
     except KeyError:
         raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}") from None
     return factory(**config)
+
+
+def model_settings(name: str) -> list[str]:
+    """The settings of model ``name`` a run may choose (``TrainConfig.model_config``, ``hwr train
+    --model-kwargs``): its constructor's parameters but those the data and the recipe decide
+    (``num_classes``, ``normalization``)."""
+    parameters = inspect.signature(MODELS[name]).parameters
+    return [p for p in parameters if p not in ("num_classes", "normalization")]
 
 
 def num_classes_of(model: nn.Module) -> int:

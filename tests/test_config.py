@@ -91,3 +91,22 @@ def test_the_line_data_picks_the_line_reader():
         ).model
         == "hwrnet"
     )
+
+
+def test_model_kwargs_set_the_model_s_own_settings():
+    args = ["--data", "copiste", "--model-kwargs", "cell=lstm", "hidden=64", "dropout=0.1"]
+    parsed = config_from_args(get_args_parser().parse_args(args))
+    assert parsed.model_config == {"cell": "lstm", "hidden": 64, "dropout": 0.1}
+    assert config_from_args(get_args_parser().parse_args([])).model_config == {}
+    # A setting the model does not have is named, with those it has, before any data loads.
+    with pytest.raises(ConfigError, match="line_reader has no setting cells; its settings: width"):
+        TrainConfig(model="line_reader", model_config={"cells": "lstm"})
+    with pytest.raises(ConfigError, match="hwrnet has no setting cell"):
+        TrainConfig(model_config={"cell": "lstm"})
+
+
+def test_a_model_kwarg_must_read_name_equals_value(capsys):
+    for bad in ("cell", "=lstm", "two words=1"):
+        with pytest.raises(SystemExit):
+            get_args_parser().parse_args(["--model-kwargs", bad])
+        assert "is not NAME=VALUE" in capsys.readouterr().err

@@ -6,6 +6,7 @@ import torch
 
 from hwr_utils.augment import augment_lines
 from hwr_utils.ctc import ctc_loss
+from hwr_utils.errors import ConfigError
 from hwr_utils.lines import LINE_HEIGHT, LineBatches, crop_to_widest, ink_widths
 from hwr_utils.models import build_model
 from hwr_utils.tasks import LineRecognition, build_task
@@ -46,14 +47,21 @@ def test_line_batches_cover_every_line_once_in_batches_of_similar_widths():
     assert [y.flatten().tolist() for _, y in batches] != again
 
 
-def test_the_line_reader_reads_any_width_and_has_a_shortcut_in_training():
-    model = build_model("line_reader", width=8, hidden=32, num_classes=5)
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_the_line_reader_reads_any_width_and_has_a_shortcut_in_training(cell):
+    model = build_model("line_reader", width=8, hidden=32, num_classes=5, cell=cell)
+    assert isinstance(model.context, {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cell])
     x = torch.rand(2, 1, LINE_HEIGHT, 48)
     model.train()
     logits, shortcut = model(x)
     assert logits.shape == shortcut.shape == (2, 12, 6)
     model.eval()
     assert model(torch.rand(1, 1, LINE_HEIGHT, 100)).shape == (1, 25, 6)
+
+
+def test_an_unknown_cell_is_refused_with_the_choices():
+    with pytest.raises(ConfigError, match="unknown cell 'rnn'; use gru or lstm"):
+        build_model("line_reader", cell="rnn")
 
 
 def test_a_line_is_read_alone_with_a_margin_whatever_lines_beside_it(tmp_path):
