@@ -67,8 +67,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=960, help="training lines of each epoch")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--smoke", action="store_true", help="32 lines, three arrangements")
-    parser.add_argument("--only", nargs="+", choices=list(ARRANGEMENTS), help="these arrangements")
+    parser.add_argument("--smoke", action="store_true", help="32 lines, three set arrangements")
+    parser.add_argument("--only", nargs="+", choices=list(ARRANGEMENTS),
+                        help="these arrangements; the first is the others' baseline")  # fmt: skip
     parser.add_argument("--json", default=None, help="write the figures to this file")
     args = parser.parse_args()
     print(describe_machine())

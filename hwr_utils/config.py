@@ -11,12 +11,15 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from .datasets import MNIST_VAL_SIZE, default_data, parse_spec
 from .errors import ConfigError
-from .models import MODEL_TASKS, MODELS, NORMALIZATIONS, model_settings
+from .models import MODEL_TASKS, MODELS, NORMALIZATIONS, build_model, model_settings
 
 #: Optimizers ``--optimizer`` accepts: SGD with Nesterov momentum (0.9; one-cycle moves it between
 #: 0.95 and 0.85); AdamW (decoupled weight decay).
@@ -184,12 +187,7 @@ class TrainConfig:
             raise ConfigError(f"method {self.method!r} fine-tunes: it needs init_from")
         if "normalization" in self.model_config:
             raise ConfigError("set normalization with its own option, not in model_config")
-        unknown = sorted(set(self.model_config) - set(model_settings(self.model)))
-        if unknown:
-            raise ConfigError(
-                f"{self.model} has no setting {', '.join(unknown)}; its settings: "
-                + ", ".join(model_settings(self.model))
-            )
+        check_model_config(self.model, self.model_config)
         if self.task in ("ctc", "lines") and (self.label_smoothing or self.class_weights):
             raise ConfigError(
                 f"{self.model} learns with CTC: label smoothing and class weights do not apply"
@@ -211,6 +209,31 @@ class TrainConfig:
             if settings[name] == default:
                 del settings[name]
         return settings
+
+
+def check_model_config(model: str, model_config: dict[str, Any]) -> None:
+    """Refuse a ``model_config`` that ``model`` cannot be built with: a setting it does not have,
+    a value of another type than the setting's default, or one its constructor rejects (the
+    model is built on PyTorch's ``meta`` device to find out: no memory, no random draws)."""
+    settings = model_settings(model)
+    unknown = sorted(set(model_config) - set(settings))
+    if unknown:
+        has = f"its settings: {', '.join(settings)}" if settings else "it has none"
+        raise ConfigError(f"{model} has no setting {', '.join(unknown)}; {has}")
+    defaults = {n: p.default for n, p in inspect.signature(MODELS[model]).parameters.items()}
+    for name, value in model_config.items():
+        kind = type(defaults[name])
+        # An int where a float is expected is fine (dropout=0); True is not an int here.
+        fits = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        if not (fits or (kind is float and type(value) is int)):
+            raise ConfigError(f"{model}'s {name} must be {kind.__name__}, got {value!r}")
+    if not model_config:  # every model builds with its own defaults
+        return
+    try:
+        with torch.device("meta"):
+            build_model(model, **model_config)
+    except (ValueError, TypeError, RuntimeError) as error:  # what a bad size raises
+        raise ConfigError(f"{model} cannot be built with {model_config}: {error}") from None
 
 
 #: Settings added after checkpoints were first written, with their defaults (see fingerprint).
@@ -279,10 +302,12 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         "--model-kwargs",
         dest="model_config",
         nargs="+",
+        action="extend",
         type=parse_model_kwarg,
         default=[],
         metavar="NAME=VALUE",
-        help="the model's own settings, e.g. line_reader: cell=lstm hidden=320",
+        help="the model's own settings, e.g. line_reader: cell=lstm hidden=320 (a setting the "
+        "model has by default is part of the run's settings once given: resume with the same)",
     )
     parser.add_argument("--compile", action="store_true", help="use torch.compile")
     parser.add_argument("--out", default=None, help="checkpoint path (default checkpoints/NAME.pt)")
@@ -291,10 +316,12 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 def parse_model_kwarg(text: str) -> tuple[str, Any]:
     """One ``NAME=VALUE`` of ``--model-kwargs``: the value as a Python literal (``16``,
-    ``0.2``, ``True``), or else as the text it is (``lstm``)."""
+    ``0.2``, ``True``; ``true`` and ``false`` too), or else as the text it is (``lstm``)."""
     name, sep, value = text.partition("=")
     if not sep or not name.isidentifier():
         raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
+    if value.lower() in ("true", "false"):
+        return name, value.lower() == "true"
     try:
         return name, ast.literal_eval(value)
     except (ValueError, SyntaxError):
@@ -352,6 +379,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     settings = {k: v for k, v in vars(args).items() if k in names}
     if "model_config" in settings:  # --model-kwargs: (name, value) pairs
+        names = [name for name, _ in settings["model_config"]]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ConfigError(f"--model-kwargs gives {', '.join(twice)} more than once")
         settings["model_config"] = dict(settings["model_config"])
     if settings.get("model", "") is None:  # not given: the data's reader, or the book's model
         settings["model"] = "line_reader" if args.data == "copiste" else TrainConfig.model

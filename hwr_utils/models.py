@@ -255,8 +255,8 @@ class LineReader(nn.Module):
     the rows only), each of the T = W/4 columns is projected to ``hidden`` features, and
     ``layers`` bidirectional recurrent layers (``cell``: ``"gru"`` or ``"lstm"``) read the
     columns both ways. On CPU, PyTorch runs an LSTM through oneDNN's fused kernel and a GRU one
-    step at a time, so an LSTM of the same size trains faster there despite its fourth gate
-    (``benchmarks/line_reader_threads.py``). In training mode the model also
+    step at a time: on the CPU measured, an LSTM of the same size trained faster despite its
+    fourth gate (``benchmarks/line_reader_threads.py``). In training mode the model also
     returns a *shortcut*: per-column scores straight from the convolutional features, to which
     the task gives a small CTC loss of its own (Retsinas et al., 2022). It hands the
     convolutions a direct training signal while the recurrent layers are still near random,

@@ -92,7 +92,8 @@ def test_bad_options_fail_in_one_line_before_any_data_is_read(monkeypatch, run_c
 
     monkeypatch.setattr(data, "load_mnist", no_data)
     monkeypatch.setattr(datasets, "load_mnist", no_data)
-    for args in (["--epochs", "0"], ["--train-limit", "0"], ["--lr", "-1"], ["--device", "gpu"]):
+    for args in (["--epochs", "0"], ["--train-limit", "0"], ["--lr", "-1"], ["--device", "gpu"],
+                 ["--model-kwargs", "width=-4"], ["--model-kwargs", "depth=3"]):  # fmt: skip
         code, _, err = run_cli(["train", *args])
         assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, args
 

@@ -103,6 +103,40 @@ def test_model_kwargs_set_the_model_s_own_settings():
         TrainConfig(model="line_reader", model_config={"cells": "lstm"})
     with pytest.raises(ConfigError, match="hwrnet has no setting cell"):
         TrainConfig(model_config={"cell": "lstm"})
+    with pytest.raises(ConfigError, match="article2 has no setting width; it has none"):
+        TrainConfig(model="article2", model_config={"width": 8})
+    # Values are checked too: their type against the default's, then by building the model.
+    for model, bad, match in (
+        ("crnn", {"recurrent": "false"}, "recurrent must be bool, got 'false'"),
+        ("line_reader", {"width": 16.0}, "width must be int, got 16.0"),
+        ("line_reader", {"hidden": True}, "hidden must be int, got True"),
+        ("line_reader", {"cell": "rnn"}, "unknown cell 'rnn'"),
+        ("hwrnet", {"width": -4}, "cannot be built"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            TrainConfig(model=model, model_config=bad)
+    assert TrainConfig(model="line_reader", model_config={"dropout": 0}).model_config
+
+
+def test_every_model_builds_with_each_of_its_settings_given():
+    import inspect
+
+    from hwr_utils.models import MODELS, model_settings
+
+    for model in MODELS:
+        parameters = inspect.signature(MODELS[model]).parameters
+        for name in model_settings(model):
+            config = TrainConfig(model=model, model_config={name: parameters[name].default})
+            assert config.model_config == {name: parameters[name].default}
+
+
+def test_model_kwargs_add_up_and_a_name_given_twice_is_refused():
+    args = ["--model-kwargs", "cell=lstm", "--model-kwargs", "hidden=64", "recurrent=false"]
+    parsed = get_args_parser().parse_args(args)
+    assert parsed.model_config == [("cell", "lstm"), ("hidden", 64), ("recurrent", False)]
+    twice = get_args_parser().parse_args(["--model-kwargs", "hidden=64", "hidden=32"])
+    with pytest.raises(ConfigError, match="gives hidden more than once"):
+        config_from_args(twice)
 
 
 def test_a_model_kwarg_must_read_name_equals_value(capsys):
