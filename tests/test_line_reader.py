@@ -143,30 +143,6 @@ def test_exported_line_reader_reads_the_same_at_any_width(line_reader, line_read
             torch.testing.assert_close(exported(x), model(x), atol=1e-4, rtol=1e-4)
 
 
-def test_an_lstm_reader_trains_from_the_command_line_and_exports_at_any_width(
-    copiste_root, run_cli, tmp_path
-):
-    pytest.importorskip("onnxruntime")
-    from hwr_utils.checkpoints import load_checkpoint, load_model
-    from hwr_utils.export import export_model
-
-    out = tmp_path / "lstm.pt"
-    code, _, err = run_cli(["train", "--data", "copiste", "--epochs", "1", "--train-limit", "16",
-                            "--model-kwargs", "cell=lstm", "width=4", "hidden=16",
-                            "--no-progress", "--device", "cpu", "--out", str(out)])  # fmt: skip
-    assert code == 0, err
-    assert load_checkpoint(out)["model_config"]["cell"] == "lstm"
-    model, _ = load_model(out)
-    assert isinstance(model.context, torch.nn.LSTM)  # rebuilt as it was trained
-    onnx_path, difference = export_model(out, "onnx", tmp_path / "lstm.onnx")
-    assert difference <= 1e-4
-    exported, _ = load_model(onnx_path)
-    for width in (40, 333, 1200):
-        x = torch.rand(2, 1, 40, width)
-        with torch.no_grad():
-            torch.testing.assert_close(exported(x), model(x), atol=1e-4, rtol=1e-4)
-
-
 def test_an_export_reads_with_the_language_model(
     line_reader, line_reader_onnx, line_crops, run_cli
 ):

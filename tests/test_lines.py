@@ -158,3 +158,45 @@ def test_line_augmentation_never_erases_thin_strokes():
     # A squeeze to 0.8 of the width and 0.9 of the height leaves 0.72 of the inked pixels;
     # blurring by the resampling adds some, a thicker pen more.
     assert inked.min() > 0.6 and inked.max() < 4.0
+
+
+@pytest.mark.slow  # the export: PyTorch's ONNX exporter fails on the LSTM before the fallback
+def test_an_lstm_reader_trains_on_a_folder_of_lines_and_exports_at_any_width(run_cli, tmp_path):
+    # Without Copiste: lines written with OpenCV's font in the folder layout of a reader's own
+    # lines (labels.csv), one epoch of a tiny LSTM reader, then its ONNX export at three widths.
+    pytest.importorskip("onnxruntime")
+    import csv
+
+    import cv2
+    import numpy as np
+
+    from hwr_utils.checkpoints import load_checkpoint, load_model
+    from hwr_utils.export import export_model
+
+    data = tmp_path / "lines"
+    data.mkdir()
+    texts = ["le chat", "une date", "1871", "la mer", "deux mots", "ici", "tout", "encore"] * 2
+    with open(data / "labels.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "text"])
+        for i, text in enumerate(texts):
+            page = np.full((60, 40 + 24 * len(text)), 255, np.uint8)
+            cv2.putText(page, text, (10, 40), cv2.FONT_HERSHEY_SIMPLEX, 1.0 + 0.05 * (i % 3), 0, 2)
+            cv2.imwrite(str(data / f"line{i}.png"), page)
+            writer.writerow([f"line{i}.png", text])
+    out = tmp_path / "lstm.pt"
+    code, _, err = run_cli(["train", "--model", "line_reader", "--data", f"folder:{data}",
+                            "--epochs", "1", "--model-kwargs", "cell=lstm", "width=4",
+                            "hidden=16", "--no-progress", "--device", "cpu",
+                            "--out", out])  # fmt: skip
+    assert code == 0, err
+    assert load_checkpoint(out)["model_config"]["cell"] == "lstm"
+    model, _ = load_model(out)
+    assert isinstance(model.context, torch.nn.LSTM)  # rebuilt as it was trained
+    onnx_path, difference = export_model(out, "onnx", tmp_path / "lstm.onnx")
+    assert difference <= 1e-4
+    exported, _ = load_model(onnx_path)
+    for width in (40, 333, 1200):
+        x = torch.rand(2, 1, LINE_HEIGHT, width)
+        with torch.no_grad():
+            torch.testing.assert_close(exported(x), model(x), atol=1e-4, rtol=1e-4)
