@@ -3,12 +3,17 @@ greedy and with the language model, with and without the consent lines, and what
 per line.
 
     python benchmarks/line_reader_seeds.py --json benchmarks/results/line_reader_seeds.json
+    python benchmarks/line_reader_seeds.py --model-kwargs cell=lstm --seeds 0 1 \\
+        --json benchmarks/results/line_reader_seeds_lstm.json    # the LSTM, two seeds
     python benchmarks/line_reader_seeds.py --smoke      # a tiny reader on 48 lines, 1 seed
 
-Seed ``s`` trains ``hwr train --data copiste --seed s`` into ``FOLDER/line_reader.seed{s}.pt``
-(about an hour a seed on 2 CPU cores). A finished checkpoint there is scored as it is and an
+Seed ``s`` trains ``hwr train --data copiste --seed s`` (plus ``--model-kwargs``, if given) into
+``FOLDER/line_reader.seed{s}.pt`` (``line_reader.cell-lstm.seed{s}.pt`` with ``cell=lstm``):
+about an hour a seed on 2 CPU cores. A finished checkpoint there is scored as it is and an
 interrupted one is resumed, so the seeds can be trained one at a time, on other machines, or
-beside other work (``OMP_NUM_THREADS=1``), and the script run again to collect them.
+beside other work (``OMP_NUM_THREADS=1``), and the script run again to collect them. ``--json``
+keeps the seeds a file already holds for the same settings: seeds scored in different sessions
+add up there (checkpoints need not survive between them), each with the machine it was timed on.
 The time per line is the model's forward pass over the test lines, one at a time as ``hwr
 evaluate`` reads them, then each decoding of its outputs. Figures are printed, never asserted.
 """
@@ -22,12 +27,13 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from hwr_utils.bench.engines import describe_machine, mean_and_spread
 from hwr_utils.checkpoints import load_checkpoint, load_model
-from hwr_utils.config import TrainConfig
+from hwr_utils.config import TrainConfig, parse_model_kwarg
 from hwr_utils.datasets import load_dataset
 from hwr_utils.evaluation import line_report
 from hwr_utils.lm import LineDecoder
@@ -43,12 +49,21 @@ TEST_KEYS = tuple(
 )
 
 
-def train_seed(seed: int, folder: Path, smoke: bool) -> Path:
-    """The default recipe's checkpoint for ``seed``: trained, resumed, or found finished."""
-    out = folder / f"line_reader.seed{seed}.pt"
-    values = {"model": "line_reader", "seed": seed, "out": str(out), "progress": not smoke}
+def checkpoint_name(seed: int, model_config: dict[str, Any]) -> str:
+    """``line_reader.seed0.pt``; with model settings, ``line_reader.cell-lstm.seed0.pt``."""
+    settings = "".join(f".{name}-{value}" for name, value in model_config.items())
+    return f"line_reader{settings}.seed{seed}.pt"
+
+
+def train_seed(seed: int, folder: Path, model_config: dict[str, Any], smoke: bool) -> Path:
+    """The default recipe's checkpoint for ``seed`` (with ``model_config``): trained, resumed,
+    or found finished."""
+    out = folder / checkpoint_name(seed, model_config)
+    values = {"model": "line_reader", "seed": seed, "out": str(out), "progress": not smoke,
+              "model_config": model_config}  # fmt: skip
     if smoke:
-        values.update(epochs=1, train_limit=48, model_config={"width": 8, "hidden": 32})
+        values.update(epochs=1, train_limit=48,
+                      model_config={"width": 8, "hidden": 32, **model_config})  # fmt: skip
     config = TrainConfig(**values)
     if out.is_file():
         done = load_checkpoint(out)
@@ -95,27 +110,40 @@ def score_seed(path: Path, smoke: bool) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--model-kwargs", nargs="+", type=parse_model_kwarg, default=[],
+                        metavar="NAME=VALUE", help="as hwr train's, e.g. cell=lstm")  # fmt: skip
     parser.add_argument("--folder", default="checkpoints", help="where the seeds' checkpoints go")
     parser.add_argument("--smoke", action="store_true", help="a tiny reader on 48 lines, 1 seed")
-    parser.add_argument("--json", default=None, help="write every seed's figures to this file")
+    parser.add_argument("--json", default=None, help="the seeds' figures go (are added) here")
     args = parser.parse_args()
     print(describe_machine())
+    model_config = dict(args.model_kwargs)
     folder = Path(tempfile.mkdtemp(prefix="hwr-line-seeds-")) if args.smoke else Path(args.folder)
-    seeds = 1 if args.smoke else args.seeds
+    seeds = args.seeds[:1] if args.smoke else args.seeds
+    earlier = []
+    if args.json and Path(args.json).is_file():
+        stored = json.loads(Path(args.json).read_text())
+        if stored.get("model_config", {}) != model_config:
+            parser.error(f"{args.json} holds seeds with the model settings "
+                         f"{stored.get('model_config', {})}, not {model_config}")  # fmt: skip
+        earlier = [run for run in stored["runs"] if run["seed"] not in seeds]
     runs = []
-    for seed in range(seeds):
-        runs.append(score_seed(train_seed(seed, folder, args.smoke), args.smoke))
+    for seed in seeds:
+        path = train_seed(seed, folder, model_config, args.smoke)
+        runs.append({**score_seed(path, args.smoke), "machine": describe_machine()})
         print(f"  seed {seed}: " + json.dumps(runs[-1]), flush=True)
     if args.smoke:
         shutil.rmtree(folder)  # the smoke run's reader
-    print(f"\nline_reader, {seeds} seeds, test lines: {runs[0]['test_lines']}")
+    runs = sorted(earlier + runs, key=lambda run: run["seed"])
+    print(f"\nline_reader {model_config or ''}, seeds {', '.join(str(r['seed']) for r in runs)}, "
+          f"test lines: {runs[0]['test_lines']}")  # fmt: skip
     for key in ("val_cer_greedy", *(f"test_{k}" for k in TEST_KEYS)):
         print(f"  {key:34}{mean_and_spread([r[key] for r in runs]):>18}")
     for key in ("ms_per_line_forward", "ms_per_line_greedy", "ms_per_line_lm", "train_seconds"):
         print(f"  {key:34}{statistics.mean(r[key] for r in runs):>12.1f}")
     if args.json:
-        result = {"machine": describe_machine(), "runs": runs}
+        result = {"machine": describe_machine(), "model_config": model_config, "runs": runs}
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
 
 
