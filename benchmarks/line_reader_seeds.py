@@ -13,7 +13,7 @@ about an hour a seed on 2 CPU cores. A finished checkpoint there is scored as it
 interrupted one is resumed, so the seeds can be trained one at a time, on other machines, or
 beside other work (``OMP_NUM_THREADS=1``), and the script run again to collect them. ``--json``
 keeps the seeds a file already holds for the same settings: seeds scored in different sessions
-add up there (checkpoints need not survive between them), each with the machine it was timed on.
+add up there (checkpoints need not survive between them), each with the machine that scored it.
 The time per line is the model's forward pass over the test lines, one at a time as ``hwr
 evaluate`` reads them, then each decoding of its outputs. Figures are printed, never asserted.
 """
