@@ -1,10 +1,12 @@
 """How fast the line reader trains on this machine's cores, arranged in different ways: one or
 two threads, batches of 16 or 32 lines, one process or two under ``torchrun``, a GRU or an LSTM
-reading the columns.
+reading the columns, float32 or bfloat16 autocast (``--bf16``, where the CPU has it natively).
 
     python benchmarks/line_reader_threads.py --json benchmarks/results/line_reader_threads.json
-    python benchmarks/line_reader_threads.py --only "1 process x 2 threads, batch 32" \
+    python benchmarks/line_reader_threads.py --only "1 process x 2 threads, batch 32" \\
         "1 process x 2 threads, batch 32, LSTM"      # some arrangements only
+    python benchmarks/line_reader_threads.py --only "1 process x 2 threads, batch 32" \\
+        "1 process x 2 threads, batch 32, bf16"      # bfloat16 autocast against float32
     python benchmarks/line_reader_threads.py --smoke    # 32 lines, three arrangements, once
 
 Each run is one epoch of ``hwr train --data copiste --train-limit N`` in processes of its own;
@@ -29,7 +31,9 @@ from pathlib import Path
 from hwr_utils.bench.engines import describe_machine
 from hwr_utils.checkpoints import load_checkpoint
 
-#: name: (processes, threads each, lines a step over all processes, --model-kwargs).
+LSTM = ["--model-kwargs", "cell=lstm"]
+
+#: name: (processes, threads each, lines a step over all processes, more ``hwr train`` options).
 ARRANGEMENTS: dict[str, tuple[int, int, int, list[str]]] = {
     "1 process x 1 thread, batch 16": (1, 1, 16, []),
     "1 process x 2 threads, batch 16": (1, 2, 16, []),
@@ -38,21 +42,24 @@ ARRANGEMENTS: dict[str, tuple[int, int, int, list[str]]] = {
     "2 processes x 1 thread, batch 16": (2, 1, 16, []),
     "2 processes x 1 thread, batch 32": (2, 1, 32, []),
     # PyTorch runs an LSTM on CPU through oneDNN's fused kernel, a GRU one step at a time.
-    "1 process x 2 threads, batch 32, LSTM": (1, 2, 32, ["cell=lstm"]),
+    "1 process x 2 threads, batch 32, LSTM": (1, 2, 32, LSTM),
+    # Autocast runs the convolutions, the recurrent layer and the linear layers in bfloat16 (the
+    # CTC loss in float32); hwr train falls back to float32, with a warning, where the CPU has
+    # no native bfloat16.
+    "1 process x 2 threads, batch 32, bf16": (1, 2, 32, ["--bf16"]),
+    "1 process x 2 threads, batch 32, LSTM, bf16": (1, 2, 32, [*LSTM, "--bf16"]),
 }
 
 
 def lines_per_second(arrangement: str, lines: int, out: Path) -> float:
     """One epoch of ``hwr train`` on the first ``lines`` training lines, in ``arrangement``."""
-    processes, threads, batch, model_kwargs = ARRANGEMENTS[arrangement]
+    processes, threads, batch, options = ARRANGEMENTS[arrangement]
     launcher = [sys.executable, "-m", "hwr_utils"]
     if processes > 1:
         launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node",
                     str(processes), "-m", "hwr_utils"]  # fmt: skip
     argv = [*launcher, "train", "--data", "copiste", "--epochs", "1", "--train-limit", str(lines),
-            "--batch-size", str(batch), "--no-progress", "--out", str(out)]  # fmt: skip
-    if model_kwargs:
-        argv += ["--model-kwargs", *model_kwargs]
+            "--batch-size", str(batch), "--no-progress", "--out", str(out), *options]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     result = subprocess.run(argv, capture_output=True, text=True, env=env)
     if result.returncode != 0:
@@ -74,9 +81,9 @@ def main() -> None:
     args = parser.parse_args()
     print(describe_machine())
     names = args.only or list(ARRANGEMENTS)
-    if args.smoke:  # both launchers, both cells
+    if args.smoke:  # both launchers, both cells, both precisions
         names = ["1 process x 1 thread, batch 16", "2 processes x 1 thread, batch 32",
-                 "1 process x 2 threads, batch 32, LSTM"]  # fmt: skip
+                 "1 process x 2 threads, batch 32, LSTM, bf16"]  # fmt: skip
     lines, repeats = (32, 1) if args.smoke else (args.lines, args.repeats)
     folder = Path(tempfile.mkdtemp(prefix="hwr-line-threads-"))
     rates: dict[str, list[float]] = {name: [] for name in names}
