@@ -44,7 +44,7 @@ ARRANGEMENTS: dict[str, tuple[int, int, int, list[str]]] = {
     "2 processes x 1 thread, batch 32": (2, 1, 32, []),
     # PyTorch runs an LSTM on CPU through oneDNN's fused kernel, a GRU one step at a time.
     "1 process x 2 threads, batch 32, LSTM": (1, 2, 32, LSTM),
-    # Autocast runs the convolutions, the recurrent layer and the linear layers in bfloat16 (the
+    # Autocast runs the convolutions, the recurrent layers and the linear layers in bfloat16 (the
     # CTC loss in float32); hwr train falls back to float32, with a warning, where the CPU has
     # no native bfloat16.
     "1 process x 2 threads, batch 32, bf16": (1, 2, 32, ["--bf16"]),
